@@ -1,0 +1,272 @@
+"""Settings: one schema with defaults, read from config.yaml, ${ENV} references and env overrides.
+
+Every key is declared once here; config.yaml documents the same keys (a test keeps them equal).
+A bad value raises ConfigError with one line naming the key; secrets only come from the environment.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import yaml
+
+ENV_PREFIX = "RECONCILER_"
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; str() is one line that names the key."""
+
+
+def _positive(value: float) -> bool:
+    return value > 0
+
+
+def _non_negative(value: float) -> bool:
+    return value >= 0
+
+
+def _port(value: int) -> bool:
+    return 0 <= value <= 65535
+
+
+def _http_url(value: str) -> bool:
+    return value == "" or value.startswith(("http://", "https://"))
+
+
+def _db_url(value: str) -> bool:
+    return value.startswith(("sqlite", "postgresql"))
+
+
+def _schedule(value: list) -> bool:
+    return len(value) > 0 and all(v > 0 for v in value)
+
+
+def _setting(default: Any, help: str, check: Callable[[Any], bool] | None = None,
+             rule: str = "", secret: bool = False) -> Any:
+    return field(default=default, metadata={"help": help, "check": check, "rule": rule, "secret": secret})
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = _setting("sqlite:///reconciler.db", "SQLAlchemy URL: sqlite:///FILE or postgresql+psycopg://USER@HOST/DB",
+                        _db_url, "must start with sqlite or postgresql")
+
+
+@dataclass(frozen=True)
+class MtnConfig:
+    base_url: str = _setting("", "reseller API root, e.g. https://reseller.example", _http_url, "must be an http(s) URL")
+    api_key: str = _setting("", "X-API-KEY for the reseller API", secret=True)
+    webhook_secret: str = _setting("", "HMAC secret the reseller signs webhooks with", secret=True)
+    request_timeout_seconds: float = _setting(15.0, "read timeout of one API call", _positive, "must be > 0")
+    retry_schedule_seconds: list[float] = _setting([300, 900, 3600], "delays between attempts; then dead",
+                                                   _schedule, "must be a non-empty list of numbers > 0")
+    in_doubt_grace_seconds: float = _setting(1800.0, "how long history must not show an in-doubt order before it is queued again",
+                                             _positive, "must be > 0")
+    reconcile_interval_seconds: float = _setting(60.0, "how often order history is fetched and matched", _positive, "must be > 0")
+    completed_watch_hours: float = _setting(72.0, "how long completed orders are watched for a reversal", _non_negative, "must be >= 0")
+    balance_alert_threshold: float = _setting(100.0, "alert when the reseller balance falls below this", _non_negative, "must be >= 0")
+
+
+@dataclass(frozen=True)
+class ZohoConfig:
+    accounts_url: str = _setting("https://accounts.zoho.com", "Zoho accounts server (OAuth)", _http_url, "must be an http(s) URL")
+    api_url: str = _setting("https://www.zohoapis.com/books/v3", "Zoho Books API root", _http_url, "must be an http(s) URL")
+    organization_id: str = _setting("", "Zoho Books organization_id sent with every call")
+    client_id: str = _setting("", "OAuth client id")
+    client_secret: str = _setting("", "OAuth client secret", secret=True)
+    refresh_token: str = _setting("", "OAuth refresh token", secret=True)
+    requests_per_minute: int = _setting(100, "API calls per minute for the organisation, shared by all replicas",
+                                        _positive, "must be > 0")
+
+
+@dataclass(frozen=True)
+class PartnerConfig:
+    webhook_url: str = _setting("", "where T2Mobile receives order events", _http_url, "must be an http(s) URL")
+    webhook_secret: str = _setting("", "whsec_... secret that signs partner webhooks", secret=True)
+    retry_schedule_seconds: list[float] = _setting([30, 120, 300, 600, 1200], "delays between delivery attempts; then dead",
+                                                   _schedule, "must be a non-empty list of numbers > 0")
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    webhook_secret: str = _setting("", "whsec_... secret that signs events sent to an order's notify_url", secret=True)
+
+
+@dataclass(frozen=True)
+class ReceiverConfig:
+    host: str = _setting("0.0.0.0", "public listener address (provider webhooks, partner intake)")
+    port: int = _setting(8080, "public listener port", _port, "must be a port number 0-65535")
+
+
+@dataclass(frozen=True)
+class AdminConfig:
+    host: str = _setting("127.0.0.1", "admin listener address; keep it off the internet")
+    port: int = _setting(9100, "admin listener port (/metrics, /healthz, /readyz)", _port, "must be a port number 0-65535")
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    batch_size: int = _setting(100, "rows claimed per statement", _positive, "must be > 0")
+    lease_seconds: float = _setting(300.0, "how long a claim is owned before the rescuer may take it back",
+                                    _positive, "must be > 0")
+    shutdown_grace_seconds: float = _setting(30.0, "on SIGTERM, how long in-flight work may take to finish",
+                                             _non_negative, "must be >= 0")
+    poll_interval_seconds: float = _setting(1.0, "how often each outbox job looks for due rows", _positive, "must be > 0")
+    rescue_interval_seconds: float = _setting(30.0, "how often expired leases are taken back", _positive, "must be > 0")
+    metrics_interval_seconds: float = _setting(15.0, "how often outbox gauges are refreshed from the database",
+                                               _positive, "must be > 0")
+    log_level: str = _setting("INFO", "DEBUG, INFO, WARNING or ERROR",
+                              lambda v: v in ("DEBUG", "INFO", "WARNING", "ERROR"), "must be DEBUG, INFO, WARNING or ERROR")
+
+
+@dataclass(frozen=True)
+class Config:
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    mtn: MtnConfig = field(default_factory=MtnConfig)
+    zoho: ZohoConfig = field(default_factory=ZohoConfig)
+    partner: PartnerConfig = field(default_factory=PartnerConfig)
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
+    receiver: ReceiverConfig = field(default_factory=ReceiverConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
+
+    def value(self, key: str) -> Any:
+        section, name = key.split(".")
+        return getattr(getattr(self, section), name)
+
+    def redacted(self) -> dict[str, dict[str, Any]]:
+        """The settings as a nested dict with every secret shown as set/unset, never its value."""
+        out: dict[str, dict[str, Any]] = {}
+        for key, meta in iter_settings():
+            value = self.value(key)
+            if meta["secret"]:
+                value = "<set>" if value else "<unset>"
+            section, name = key.split(".")
+            out.setdefault(section, {})[name] = value
+        return out
+
+
+def iter_settings() -> list[tuple[str, Mapping[str, Any]]]:
+    """Every dotted key with its metadata (default, help, check, secret), in declaration order."""
+    out = []
+    for section in fields(Config):
+        for f in fields(section.default_factory):
+            default = f.default_factory() if callable(f.default_factory) else f.default
+            out.append((f"{section.name}.{f.name}", {**f.metadata, "default": default, "type": f.type}))
+    return out
+
+
+def env_var_for(key: str) -> str:
+    """The environment variable that overrides a key: database.url -> RECONCILER_DATABASE_URL."""
+    return ENV_PREFIX + key.replace(".", "_").upper()
+
+
+def _expand(key: str, raw: str, env: Mapping[str, str]) -> str:
+    def substitute(match: re.Match) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"{key}: environment variable {name} is not set")
+    return _ENV_REF.sub(substitute, raw)
+
+
+def _coerce(key: str, type_name: str, value: Any, secret: bool) -> Any:
+    try:
+        if type_name == "str":
+            if value is None:
+                return ""
+            if isinstance(value, (dict, list)):
+                raise ValueError
+            return str(value)
+        if type_name == "bool":
+            if isinstance(value, bool):
+                return value
+            return {"true": True, "false": False, "1": True, "0": False}[str(value).strip().lower()]
+        if type_name == "list[float]":
+            if isinstance(value, str):
+                value = [v for v in value.replace("[", "").replace("]", "").split(",") if v.strip()]
+            if not isinstance(value, list):
+                raise ValueError
+            return [_number(v, float) for v in value]
+        if type_name == "int":
+            return _number(value, int)
+        if type_name == "float":
+            return _number(value, float)
+    except (ValueError, KeyError, TypeError):
+        pass
+    shown = "<secret>" if secret else repr(value)
+    raise ConfigError(f"{key}: expected {type_name.replace('list[float]', 'a list of numbers')}, got {shown}")
+
+
+def _number(value: Any, kind: type) -> Any:
+    if isinstance(value, bool):
+        raise ValueError
+    parsed = float(value.strip() if isinstance(value, str) else value)
+    if kind is int:
+        if parsed != int(parsed):
+            raise ValueError
+        return int(parsed)
+    return parsed
+
+
+def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Read the file (if any) over the defaults, expand ${VAR}, apply RECONCILER_* overrides, validate."""
+    env = os.environ if env is None else env
+    file_values: dict[str, Any] = {}
+    if path is not None:
+        file_values = _read_file(Path(path))
+
+    sections: dict[str, dict[str, Any]] = {}
+    for key, meta in iter_settings():
+        section, name = key.split(".")
+        value = meta["default"]
+        if key in file_values:
+            value = file_values[key]
+            if isinstance(value, str):
+                if meta["secret"] and value and not _ENV_REF.fullmatch(value.strip()):
+                    raise ConfigError(f"{key}: secrets are read from the environment only; write ${{VARIABLE}} in the file")
+                value = _expand(key, value, env)
+        if env_var_for(key) in env:
+            value = env[env_var_for(key)]
+        value = _coerce(key, meta["type"], value, meta["secret"])
+        check = meta["check"]
+        if check is not None and not check(value):
+            shown = "<secret>" if meta["secret"] else repr(value)
+            raise ConfigError(f"{key}: {meta['rule']}, got {shown}")
+        sections.setdefault(section, {})[name] = value
+
+    return Config(**{
+        f.name: f.default_factory(**sections[f.name]) for f in fields(Config)
+    })
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        document = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config: file {path} not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config: {path} is not valid YAML{where}") from None
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise ConfigError(f"config: {path} must be a mapping of sections")
+    known = {key for key, _ in iter_settings()}
+    flat: dict[str, Any] = {}
+    for section, values in document.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"{section}: must be a mapping of settings")
+        for name, value in values.items():
+            key = f"{section}.{name}"
+            if key not in known:
+                raise ConfigError(f"{key}: unknown setting")
+            flat[key] = value
+    return flat

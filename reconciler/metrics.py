@@ -1,0 +1,29 @@
+"""Prometheus metrics of the engine, named after the Prometheus naming guide; one definition each."""
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+OUTBOX_ROWS = Gauge(
+    "reconciler_outbox_rows", "Rows in an outbox table by status, refreshed periodically", ["table", "status"])
+OUTBOX_OLDEST_QUEUED_AGE = Gauge(
+    "reconciler_outbox_oldest_queued_age_seconds",
+    "How long the longest-waiting due queued row has been waiting past its next_attempt_at", ["table"])
+OUTBOX_CLAIMED = Counter("reconciler_outbox_claimed_total", "Rows claimed under a lease", ["table"])
+OUTBOX_FINALISED = Counter(
+    "reconciler_outbox_finalised_total", "Claimed rows finalised, by the status they moved to", ["table", "outcome"])
+OUTBOX_FENCED = Counter(
+    "reconciler_outbox_fenced_total", "Outcomes refused because this worker no longer held the lease", ["table"])
+OUTBOX_RELEASED = Counter(
+    "reconciler_outbox_released_total", "Unstarted claimed rows handed back to the queue", ["table"])
+OUTBOX_RESCUED = Counter(
+    "reconciler_outbox_leases_rescued_total", "Expired leases taken back by the rescuer", ["table"])
+OUTBOX_CLAIM_DURATION = Histogram(
+    "reconciler_outbox_claim_duration_seconds", "Time one claim statement and its commit took", ["table"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
+
+JOB_RUNS = Counter("reconciler_job_runs_total", "Job runs by result (ok, error, skipped)", ["job", "result"])
+JOB_DURATION = Histogram("reconciler_job_duration_seconds", "Time one job run took", ["job"])
+DATABASE_ERRORS = Counter(
+    "reconciler_database_errors_total", "Job runs that failed because the database was unreachable", ["job"])
+LOOP_LAST_TICK = Gauge(
+    "reconciler_loop_last_tick_timestamp_seconds", "Unix time the daemon's main loop last ran")

@@ -1,0 +1,254 @@
+"""The outbox engine: claim due rows under a lease, finalise them fenced on the owner, rescue expired leases.
+
+Every job works through this module, for every outbox table. A claim is one statement committed at
+once, so no transaction is ever held across a provider call. Leases, not locks: a row belongs to
+`locked_by` until `locked_until`; after that the rescuer may take it back, and every later write by
+the old owner is refused by the fence (`status = 'in_flight' AND locked_by = :me`).
+"""
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+from sqlalchemy import Connection, Engine, RowMapping, Table, bindparam, func, insert, select, update
+
+from reconciler import metrics
+from reconciler.clock import Clock, utcnow
+from reconciler.schema import DEAD, IN_DOUBT, IN_FLIGHT, QUEUED, status_history
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one claimed row: the status it moves to, why, and the columns set with it."""
+
+    row_id: int
+    status: str
+    cause: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FinaliseResult:
+    finalised: list[int]
+    lost: list[int]  # this worker's lease had been rescued: the outcome was not written
+
+
+@dataclass(frozen=True)
+class TableStats:
+    counts: dict[str, int]
+    oldest_queued_age_seconds: float  # 0 when nothing is due
+
+
+class Outbox:
+    """One outbox table as seen by one worker (process start)."""
+
+    def __init__(self, engine: Engine, table: Table, worker_id: str, *, lease_seconds: float,
+                 retry_schedule_seconds: Sequence[float], rescue_status: str = QUEUED,
+                 clock: Clock = utcnow, jitter: float = 0.2, rng: Callable[[], float] = random.random) -> None:
+        if rescue_status not in (QUEUED, IN_DOUBT):
+            raise ValueError("a rescued lease goes back to queued or to in_doubt")
+        self.engine = engine
+        self.table = table
+        self.worker_id = worker_id
+        self.lease = timedelta(seconds=lease_seconds)
+        self.retry_schedule = list(retry_schedule_seconds)
+        self.rescue_status = rescue_status
+        self.clock = clock
+        self.jitter = jitter
+        self.rng = rng
+        self._postgres = engine.dialect.name == "postgresql"
+
+    @property
+    def name(self) -> str:
+        return self.table.name
+
+    # -- claim -------------------------------------------------------------------------------
+
+    def claim(self, limit: int) -> list[RowMapping]:
+        """Take up to `limit` due rows, oldest first, under a lease owned by this worker."""
+        started = time.perf_counter()
+        now = self.clock()
+        t = self.table
+        due = (select(t.c.id)
+               .where(t.c.status == QUEUED, t.c.next_attempt_at <= now)
+               .order_by(t.c.next_attempt_at, t.c.id)
+               .limit(limit))
+        lease = dict(status=IN_FLIGHT, locked_by=self.worker_id, locked_until=now + self.lease,
+                     attempts=t.c.attempts + 1, updated_at=now)
+        if self._postgres:
+            # SKIP LOCKED: concurrent workers take disjoint rows and never wait on each other.
+            due_cte = due.with_for_update(skip_locked=True).cte("due")
+            statement = update(t).where(t.c.id == due_cte.c.id)
+        else:
+            # BEGIN IMMEDIATE (see db.py) already holds SQLite's single write lock.
+            statement = update(t).where(t.c.id.in_(due.scalar_subquery()))
+        with self.engine.begin() as conn:
+            rows = conn.execute(statement.values(**lease).returning(*t.c)).mappings().all()
+            self._record_history(conn, [(r["id"], QUEUED, IN_FLIGHT, "claimed") for r in rows], now)
+        rows = sorted(rows, key=lambda r: (r["next_attempt_at"], r["id"]))
+        metrics.OUTBOX_CLAIM_DURATION.labels(self.name).observe(time.perf_counter() - started)
+        metrics.OUTBOX_CLAIMED.labels(self.name).inc(len(rows))
+        return rows
+
+    def claim_batch(self, limit: int, stop: threading.Event) -> "Batch":
+        return Batch(self, self.claim(limit), stop)
+
+    # -- finalise ----------------------------------------------------------------------------
+
+    def finalise(self, outcomes: Sequence[Outcome]) -> FinaliseResult:
+        """Write many outcomes in one transaction, only for rows this worker still holds."""
+        if not outcomes:
+            return FinaliseResult([], [])
+        now = self.clock()
+        t = self.table
+        by_id = {o.row_id: o for o in outcomes}
+        with self.engine.begin() as conn:
+            owned = set(conn.scalars(
+                select(t.c.id)
+                .where(t.c.id.in_(list(by_id)), t.c.status == IN_FLIGHT, t.c.locked_by == self.worker_id)
+                .with_for_update()))  # held until commit: the rescuer cannot slip in between
+            groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+            for row_id in owned:
+                outcome = by_id[row_id]
+                keys = tuple(sorted(outcome.fields))
+                groups.setdefault(keys, []).append({"b_id": row_id, "b_status": outcome.status, **{
+                    f"b_{k}": v for k, v in outcome.fields.items()}})
+            for keys, params in groups.items():
+                conn.execute(self._fenced_update(keys, now), params)
+            self._record_history(
+                conn, [(o.row_id, IN_FLIGHT, o.status, o.cause) for o in outcomes if o.row_id in owned], now)
+        lost = sorted(set(by_id) - owned)
+        for row_id in owned:
+            metrics.OUTBOX_FINALISED.labels(self.name, by_id[row_id].status).inc()
+        if lost:
+            metrics.OUTBOX_FENCED.labels(self.name).inc(len(lost))
+        return FinaliseResult(sorted(owned), lost)
+
+    def _fenced_update(self, keys: tuple[str, ...], now: datetime):
+        t = self.table
+        values = {"status": bindparam("b_status"), "locked_by": None, "locked_until": None, "updated_at": now}
+        values.update({k: bindparam(f"b_{k}") for k in keys})
+        return (update(t)
+                .where(t.c.id == bindparam("b_id"), t.c.status == IN_FLIGHT, t.c.locked_by == self.worker_id)
+                .values(**values))
+
+    def retry(self, row: Mapping[str, Any], error: str, cause: str = "retry") -> Outcome:
+        """Queue the row again after the schedule's next delay with jitter, or `dead` when it has run out."""
+        attempts = row["attempts"]
+        if attempts > len(self.retry_schedule):
+            return Outcome(row["id"], DEAD, "retries_exhausted", {"last_error": error})
+        delay = self.retry_schedule[attempts - 1] * (1 + self.jitter * (2 * self.rng() - 1))
+        return Outcome(row["id"], QUEUED, cause,
+                       {"last_error": error, "next_attempt_at": self.clock() + timedelta(seconds=delay)})
+
+    # -- hand back ---------------------------------------------------------------------------
+
+    def release(self, row_ids: Sequence[int]) -> list[int]:
+        """Hand unstarted rows back to the queue at once; the attempt they were claimed for is not counted."""
+        if not row_ids:
+            return []
+        now = self.clock()
+        t = self.table
+        with self.engine.begin() as conn:
+            released = list(conn.scalars(
+                update(t)
+                .where(t.c.id.in_(list(row_ids)), t.c.status == IN_FLIGHT, t.c.locked_by == self.worker_id)
+                .values(status=QUEUED, locked_by=None, locked_until=None, attempts=t.c.attempts - 1,
+                        updated_at=now)
+                .returning(t.c.id)))
+            self._record_history(conn, [(row_id, IN_FLIGHT, QUEUED, "released") for row_id in released], now)
+        metrics.OUTBOX_RELEASED.labels(self.name).inc(len(released))
+        return sorted(released)
+
+    def rescue_expired(self, limit: int = 1000) -> list[int]:
+        """Take back leases whose owner let them expire (crashed, hung, partitioned)."""
+        now = self.clock()
+        t = self.table
+        with self.engine.begin() as conn:
+            expired = conn.execute(
+                select(t.c.id, t.c.locked_by, t.c.attempts)
+                .where(t.c.status == IN_FLIGHT, t.c.locked_until < now)
+                .order_by(t.c.locked_until)
+                .limit(limit)
+                .with_for_update(skip_locked=True)).mappings().all()
+            rescued: list[tuple[int, str, str, str]] = []
+            for row in expired:
+                error = f"lease of {row['locked_by']} expired"
+                if self.rescue_status == IN_DOUBT:
+                    # The request may have reached the provider: only reconciliation may decide.
+                    outcome = Outcome(row["id"], IN_DOUBT, "lease_expired", {"last_error": error})
+                else:
+                    outcome = self.retry(row, error, cause="lease_expired")
+                fields = {**outcome.fields, "status": outcome.status, "locked_by": None, "locked_until": None,
+                          "updated_at": now}
+                done = conn.execute(
+                    update(t)
+                    .where(t.c.id == row["id"], t.c.status == IN_FLIGHT, t.c.locked_by == row["locked_by"])
+                    .values(**fields)).rowcount
+                if done:
+                    rescued.append((row["id"], IN_FLIGHT, outcome.status, outcome.cause))
+            self._record_history(conn, rescued, now)
+        metrics.OUTBOX_RESCUED.labels(self.name).inc(len(rescued))
+        return [row_id for row_id, *_ in rescued]
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def stats(self) -> TableStats:
+        now = self.clock()
+        t = self.table
+        with self.engine.connect() as conn:
+            counts = dict(conn.execute(select(t.c.status, func.count()).group_by(t.c.status)).tuples().all())
+            oldest_due = conn.scalar(
+                select(t.c.next_attempt_at)
+                .where(t.c.status == QUEUED, t.c.next_attempt_at <= now)
+                .order_by(t.c.next_attempt_at, t.c.id)
+                .limit(1))
+        age = (now - oldest_due).total_seconds() if oldest_due is not None else 0.0
+        return TableStats(counts, max(age, 0.0))
+
+    def _record_history(self, conn: Connection, transitions: Sequence[tuple[int, str, str, str]],
+                        now: datetime) -> None:
+        """One insert for many (row_id, from_status, to_status, cause) transitions, in the caller's transaction."""
+        if transitions:
+            conn.execute(insert(status_history), [
+                {"table_name": self.name, "row_id": row_id, "from_status": from_status, "to_status": to_status,
+                 "cause": cause, "worker_id": self.worker_id, "created_at": now}
+                for row_id, from_status, to_status, cause in transitions])
+
+
+class Batch:
+    """The rows of one claim. Iterate to start them one by one; record each outcome; on exit the
+    outcomes are finalised together and rows never started (shutdown) are handed back at once.
+    A row started but never recorded (the handler raised) keeps its lease for the rescuer."""
+
+    def __init__(self, outbox: Outbox, rows: list[RowMapping], stop: threading.Event) -> None:
+        self.outbox = outbox
+        self.rows = rows
+        self.stop = stop
+        self._started: set[int] = set()
+        self._outcomes: list[Outcome] = []
+        self.result = FinaliseResult([], [])
+
+    def __enter__(self) -> "Batch":
+        return self
+
+    def __iter__(self) -> Iterator[RowMapping]:
+        for row in self.rows:
+            if self.stop.is_set():
+                return
+            self._started.add(row["id"])
+            yield row
+
+    def record(self, outcome: Outcome) -> None:
+        self._outcomes.append(outcome)
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.result = self.outbox.finalise(self._outcomes)
+        self.outbox.release([r["id"] for r in self.rows if r["id"] not in self._started])
+
+    def __len__(self) -> int:
+        return len(self.rows)

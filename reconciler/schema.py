@@ -1,0 +1,216 @@
+"""The database schema as SQLAlchemy Core metadata: the one definition the code uses.
+
+sql/postgres and sql/sqlite hold the same schema as plain SQL for DBAs and for `db migrate`;
+tests/test_schema.py proves the two agree.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    BigInteger, Boolean, CheckConstraint, Column, DateTime, ForeignKey, Identity, Index, Integer,
+    MetaData, Numeric, Table, Text, text,
+)
+from sqlalchemy.types import TypeDecorator
+
+QUEUED, IN_FLIGHT, IN_DOUBT, SUBMITTED = "queued", "in_flight", "in_doubt", "submitted"
+COMPLETED, FAILED, REJECTED, DEAD = "completed", "failed", "rejected", "dead"
+ORDER_STATUSES = (QUEUED, IN_FLIGHT, IN_DOUBT, SUBMITTED, COMPLETED, FAILED, REJECTED, DEAD)
+TERMINAL_STATUSES = (COMPLETED, FAILED, REJECTED, DEAD)
+DELIVERY_STATUSES = (QUEUED, IN_FLIGHT, "delivered", DEAD)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timestamps are UTC everywhere: timestamptz on PostgreSQL, naive UTC text on SQLite, aware in Python."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use an aware UTC datetime")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+ID = BigInteger().with_variant(Integer, "sqlite")  # SQLite: INTEGER PRIMARY KEY is the rowid
+NOW = text("CURRENT_TIMESTAMP")
+
+metadata = MetaData()
+
+
+def _status_check(table: str, statuses: tuple[str, ...]) -> CheckConstraint:
+    allowed = ", ".join(f"'{s}'" for s in statuses)
+    return CheckConstraint(f"status IN ({allowed})", name=f"{table}_status_check")
+
+
+def _lease_columns() -> list[Column]:
+    """Columns every outbox table carries for claiming, leasing and retrying."""
+    return [
+        Column("status", Text, nullable=False, server_default=text(f"'{QUEUED}'")),
+        Column("attempts", Integer, nullable=False, server_default=text("0")),
+        Column("next_attempt_at", UTCDateTime, nullable=False, server_default=NOW),
+        Column("locked_by", Text),
+        Column("locked_until", UTCDateTime),
+        Column("last_error", Text),
+        Column("created_at", UTCDateTime, nullable=False, server_default=NOW),
+        Column("updated_at", UTCDateTime, nullable=False, server_default=NOW),
+    ]
+
+
+def _lease_indexes(table: str) -> list[Index]:
+    """The claim index matches the claim query exactly, so a claim costs O(batch) however many rows are finished."""
+    queued = text(f"status = '{QUEUED}'")
+    in_flight = text(f"status = '{IN_FLIGHT}'")
+    return [
+        Index(f"{table}_claim_idx", "next_attempt_at", "id", postgresql_where=queued, sqlite_where=queued),
+        Index(f"{table}_lease_idx", "locked_until", postgresql_where=in_flight, sqlite_where=in_flight),
+    ]
+
+
+mtn_orders = Table(
+    "mtn_orders", metadata,
+    Column("id", ID, Identity(), primary_key=True),
+    Column("shop_order_id", Text, nullable=False, unique=True),
+    Column("recipient_phone", Text),
+    Column("network", Text, server_default=text("'MTN'")),
+    Column("size_gb", Integer),
+    Column("notify_url", Text),
+    *_lease_columns(),
+    Column("provider_order_id", Text),
+    Column("provider_status", Text),
+    Column("reject_reason", Text),
+    _status_check("mtn_orders", ORDER_STATUSES),
+    *_lease_indexes("mtn_orders"),
+)
+
+zoho_orders = Table(
+    "zoho_orders", metadata,
+    Column("id", ID, Identity(), primary_key=True),
+    Column("order_id", Text, nullable=False, unique=True),
+    Column("idempotency_key", Text, unique=True),
+    Column("customer_id", Text),
+    Column("customer_name", Text),
+    Column("customer_email", Text),
+    Column("customer_phone", Text),
+    Column("product_id", Text),
+    Column("tenure", Text),
+    *_lease_columns(),
+    Column("zoho_salesorder_id", Text),
+    Column("activation_reference", Text),
+    Column("expiry_date", UTCDateTime),
+    Column("reject_reason", Text),
+    _status_check("zoho_orders", ORDER_STATUSES),
+    *_lease_indexes("zoho_orders"),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries", metadata,
+    Column("id", ID, Identity(), primary_key=True),
+    Column("event_id", Text, nullable=False, unique=True),
+    Column("event_type", Text, nullable=False),
+    Column("order_table", Text, nullable=False),
+    Column("order_ref", Text, nullable=False),
+    Column("sequence", Integer, nullable=False),
+    Column("endpoint_url", Text, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    *_lease_columns(),
+    Column("last_status_code", Integer),
+    Column("delivered_at", UTCDateTime),
+    _status_check("webhook_deliveries", DELIVERY_STATUSES),
+    *_lease_indexes("webhook_deliveries"),
+    Index("webhook_deliveries_order_idx", "order_table", "order_ref", "sequence", unique=True),
+)
+
+api_calls = Table(
+    "api_calls", metadata,
+    Column("id", ID, Identity(), primary_key=True),
+    Column("provider", Text, nullable=False),
+    Column("method", Text, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("request_body", Text),
+    Column("status_code", Integer),
+    Column("response_body", Text),
+    Column("error", Text),
+    Column("duration_ms", Integer),
+    Column("order_table", Text),
+    Column("order_id", BigInteger().with_variant(Integer, "sqlite")),
+    Column("created_at", UTCDateTime, nullable=False, server_default=NOW),
+    Index("api_calls_order_idx", "order_table", "order_id"),
+)
+
+inbound_webhooks = Table(
+    "inbound_webhooks", metadata,
+    Column("id", ID, Identity(), primary_key=True),
+    Column("provider", Text, nullable=False),
+    Column("dedupe_key", Text, nullable=False),
+    Column("raw_body", Text, nullable=False),
+    Column("signature_valid", Boolean, nullable=False),
+    Column("provider_order_id", Text),
+    Column("received_at", UTCDateTime, nullable=False, server_default=NOW),
+    Column("processed_at", UTCDateTime),
+    Column("process_error", Text),
+    Index("inbound_webhooks_dedupe_idx", "provider", "dedupe_key", unique=True),
+    Index("inbound_webhooks_unprocessed_idx", "received_at",
+          postgresql_where=text("processed_at IS NULL"), sqlite_where=text("processed_at IS NULL")),
+)
+
+subscriptions = Table(
+    "subscriptions", metadata,
+    Column("id", ID, Identity(), primary_key=True),
+    Column("zoho_order_id", BigInteger().with_variant(Integer, "sqlite"), ForeignKey("zoho_orders.id"), nullable=False),
+    Column("customer_id", Text, nullable=False),
+    Column("product_id", Text, nullable=False),
+    Column("tenure", Text, nullable=False),
+    Column("activation_reference", Text, nullable=False),
+    Column("starts_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("status", Text, nullable=False, server_default=text("'active'")),
+    Column("reminder_sent_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False, server_default=NOW),
+    Column("updated_at", UTCDateTime, nullable=False, server_default=NOW),
+    Index("subscriptions_expiry_idx", "expires_at"),
+)
+
+status_history = Table(
+    "status_history", metadata,
+    Column("id", ID, Identity(), primary_key=True),
+    Column("table_name", Text, nullable=False),
+    Column("row_id", BigInteger().with_variant(Integer, "sqlite"), nullable=False),
+    Column("from_status", Text),
+    Column("to_status", Text, nullable=False),
+    Column("cause", Text, nullable=False),
+    Column("worker_id", Text),
+    Column("created_at", UTCDateTime, nullable=False, server_default=NOW),
+    Index("status_history_row_idx", "table_name", "row_id"),
+)
+
+provider_state = Table(
+    "provider_state", metadata,
+    Column("provider", Text, primary_key=True),
+    Column("paused", Boolean, nullable=False, server_default=text("false")),
+    Column("paused_reason", Text),
+    Column("paused_until", UTCDateTime),
+    Column("balance", Numeric(18, 4)),
+    Column("balance_checked_at", UTCDateTime),
+    Column("access_token", Text),
+    Column("token_expires_at", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False, server_default=NOW),
+)
+
+schema_migrations = Table(
+    "schema_migrations", metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("name", Text, nullable=False),
+    Column("applied_at", UTCDateTime, nullable=False, server_default=NOW),
+)
+
+OUTBOX_TABLES = (mtn_orders, zoho_orders, webhook_deliveries)
