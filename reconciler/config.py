@@ -41,7 +41,7 @@ def _db_url(value: str) -> bool:
     return value.startswith(("sqlite", "postgresql"))
 
 
-def _schedule(value: list) -> bool:
+def _schedule(value: tuple[float, ...]) -> bool:
     return len(value) > 0 and all(v > 0 for v in value)
 
 
@@ -62,7 +62,7 @@ class MtnConfig:
     api_key: str = _setting("", "X-API-KEY for the reseller API", secret=True)
     webhook_secret: str = _setting("", "HMAC secret the reseller signs webhooks with", secret=True)
     request_timeout_seconds: float = _setting(15.0, "read timeout of one API call", _positive, "must be > 0")
-    retry_schedule_seconds: list[float] = _setting([300, 900, 3600], "delays between attempts; then dead",
+    retry_schedule_seconds: tuple[float, ...] = _setting((300.0, 900.0, 3600.0), "delays between attempts; then dead",
                                                    _schedule, "must be a non-empty list of numbers > 0")
     in_doubt_grace_seconds: float = _setting(1800.0, "how long history must not show an in-doubt order before it is queued again",
                                              _positive, "must be > 0")
@@ -79,6 +79,8 @@ class ZohoConfig:
     client_id: str = _setting("", "OAuth client id")
     client_secret: str = _setting("", "OAuth client secret", secret=True)
     refresh_token: str = _setting("", "OAuth refresh token", secret=True)
+    retry_schedule_seconds: tuple[float, ...] = _setting((60.0, 300.0, 900.0, 3600.0), "delays between attempts; then dead",
+                                                   _schedule, "must be a non-empty list of numbers > 0")
     requests_per_minute: int = _setting(100, "API calls per minute for the organisation, shared by all replicas",
                                         _positive, "must be > 0")
 
@@ -87,7 +89,7 @@ class ZohoConfig:
 class PartnerConfig:
     webhook_url: str = _setting("", "where T2Mobile receives order events", _http_url, "must be an http(s) URL")
     webhook_secret: str = _setting("", "whsec_... secret that signs partner webhooks", secret=True)
-    retry_schedule_seconds: list[float] = _setting([30, 120, 300, 600, 1200], "delays between delivery attempts; then dead",
+    retry_schedule_seconds: tuple[float, ...] = _setting((30.0, 120.0, 300.0, 600.0, 1200.0), "delays between delivery attempts; then dead",
                                                    _schedule, "must be a non-empty list of numbers > 0")
 
 
@@ -115,7 +117,6 @@ class DaemonConfig:
                                     _positive, "must be > 0")
     shutdown_grace_seconds: float = _setting(30.0, "on SIGTERM, how long in-flight work may take to finish",
                                              _non_negative, "must be >= 0")
-    poll_interval_seconds: float = _setting(1.0, "how often each outbox job looks for due rows", _positive, "must be > 0")
     rescue_interval_seconds: float = _setting(30.0, "how often expired leases are taken back", _positive, "must be > 0")
     metrics_interval_seconds: float = _setting(15.0, "how often outbox gauges are refreshed from the database",
                                                _positive, "must be > 0")
@@ -184,24 +185,24 @@ def _coerce(key: str, type_name: str, value: Any, secret: bool) -> Any:
             if isinstance(value, (dict, list)):
                 raise ValueError
             return str(value)
-        if type_name == "bool":
-            if isinstance(value, bool):
-                return value
-            return {"true": True, "false": False, "1": True, "0": False}[str(value).strip().lower()]
-        if type_name == "list[float]":
-            if isinstance(value, str):
+        if type_name == "tuple[float, ...]":
+            if isinstance(value, str):  # from the environment: "30,120,300" or "[30, 120, 300]"
                 value = [v for v in value.replace("[", "").replace("]", "").split(",") if v.strip()]
-            if not isinstance(value, list):
+            if not isinstance(value, (list, tuple)):
                 raise ValueError
-            return [_number(v, float) for v in value]
+            return tuple(_number(v, float) for v in value)
         if type_name == "int":
             return _number(value, int)
         if type_name == "float":
             return _number(value, float)
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, TypeError):
         pass
     shown = "<secret>" if secret else repr(value)
-    raise ConfigError(f"{key}: expected {type_name.replace('list[float]', 'a list of numbers')}, got {shown}")
+    raise ConfigError(f"{key}: expected {_TYPE_WORDS[type_name]}, got {shown}")
+
+
+_TYPE_WORDS = {"str": "text", "int": "a whole number", "float": "a number",
+               "tuple[float, ...]": "a list of numbers"}
 
 
 def _number(value: Any, kind: type) -> Any:

@@ -195,21 +195,6 @@ class Outbox:
         metrics.OUTBOX_RESCUED.labels(self.name).inc(len(rescued))
         return [row_id for row_id, *_ in rescued]
 
-    # -- reading -----------------------------------------------------------------------------
-
-    def stats(self) -> TableStats:
-        now = self.clock()
-        t = self.table
-        with self.engine.connect() as conn:
-            counts = dict(conn.execute(select(t.c.status, func.count()).group_by(t.c.status)).tuples().all())
-            oldest_due = conn.scalar(
-                select(t.c.next_attempt_at)
-                .where(t.c.status == QUEUED, t.c.next_attempt_at <= now)
-                .order_by(t.c.next_attempt_at, t.c.id)
-                .limit(1))
-        age = (now - oldest_due).total_seconds() if oldest_due is not None else 0.0
-        return TableStats(counts, max(age, 0.0))
-
     def _record_history(self, conn: Connection, transitions: Sequence[tuple[int, str, str, str]],
                         now: datetime) -> None:
         """One insert for many (row_id, from_status, to_status, cause) transitions, in the caller's transaction."""
@@ -218,6 +203,20 @@ class Outbox:
                 {"table_name": self.name, "row_id": row_id, "from_status": from_status, "to_status": to_status,
                  "cause": cause, "worker_id": self.worker_id, "created_at": now}
                 for row_id, from_status, to_status, cause in transitions])
+
+
+def table_stats(engine: Engine, table: Table, now: datetime) -> TableStats:
+    """Rows by status and how long the longest-waiting due row has waited (read through the claim index)."""
+    t = table
+    with engine.connect() as conn:
+        counts = dict(conn.execute(select(t.c.status, func.count()).group_by(t.c.status)).all())
+        oldest_due = conn.scalar(
+            select(t.c.next_attempt_at)
+            .where(t.c.status == QUEUED, t.c.next_attempt_at <= now)
+            .order_by(t.c.next_attempt_at, t.c.id)
+            .limit(1))
+    age = (now - oldest_due).total_seconds() if oldest_due is not None else 0.0
+    return TableStats(counts, max(age, 0.0))
 
 
 class Batch:

@@ -214,3 +214,5 @@ schema_migrations = Table(
 )
 
 OUTBOX_TABLES = (mtn_orders, zoho_orders, webhook_deliveries)
+STATUSES_BY_TABLE = {mtn_orders.name: ORDER_STATUSES, zoho_orders.name: ORDER_STATUSES,
+                     webhook_deliveries.name: DELIVERY_STATUSES}

@@ -1,0 +1,247 @@
+"""Benchmark of the outbox engine's claim and finalise (reconciler.outbox.Outbox), SQLite and PostgreSQL.
+
+What it measures, and why:
+
+1. Throughput. N queued rows, one worker looping claim(batch) + finalise(every claimed row as
+   completed) until the queue is empty; rows/s = N / elapsed, at batch sizes 1, 100 and 500. This is
+   the ceiling of the engine itself, without any provider call: the daemon can never go faster.
+2. Claim latency against table size. The median time of claim(100) (statement + commit, as the
+   claim-duration metric sees it) with no finished rows in the table and with 1,000,000 finished
+   ('completed') rows. DESIGN.md promises the partial claim index makes a claim O(batch) however many
+   rows are finished; the ratio loaded/empty checks that promise.
+
+Targets: >= 15,000 rows/s at batch 100 on PostgreSQL; latency ratio <= 1.3.
+
+Every case runs in a database of its own, created for it and dropped afterwards (PostgreSQL: a
+bench_claim_<random> database; SQLite: a file in a temporary directory). Run from the repository:
+
+    .venv/bin/python bench/claim.py [--pg-url postgresql://postgres@127.0.0.1:5432] [--skip-pg]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy import Engine, create_engine, insert, text
+from sqlalchemy.engine import make_url
+
+from reconciler.db import make_engine, normalise_url
+from reconciler.migrate import migrate
+from reconciler.outbox import Outbox, Outcome
+from reconciler.schema import COMPLETED, mtn_orders
+
+THROUGHPUT_CASES = ((1, 2_000), (100, 20_000), (500, 20_000))  # (batch size, queued rows)
+FINISHED_ROWS = 1_000_000
+LATENCY_CLAIMS = 200  # claim(100) calls measured per case
+TARGET_ROWS_PER_S = 15_000  # PostgreSQL, batch 100
+TARGET_RATIO = 1.3
+
+
+@dataclass(frozen=True)
+class Throughput:
+    backend: str
+    batch: int
+    rows: int
+    seconds: float
+    claim_seconds: float
+    finalise_seconds: float
+    rounds: int
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.seconds
+
+
+@dataclass(frozen=True)
+class Latency:
+    backend: str
+    empty_ms: float
+    loaded_ms: float
+
+    @property
+    def ratio(self) -> float:
+        return self.loaded_ms / self.empty_ms
+
+
+# -- scratch databases ------------------------------------------------------------------------
+
+@contextmanager
+def sqlite_database() -> Iterator[Engine]:
+    with tempfile.TemporaryDirectory(prefix="bench_claim_") as folder:
+        engine = make_engine(f"sqlite:///{Path(folder) / 'bench.db'}")
+        try:
+            migrate(engine)
+            yield engine
+        finally:
+            engine.dispose()
+
+
+@contextmanager
+def postgres_database(server_url: str) -> Iterator[Engine]:
+    """CREATE DATABASE bench_claim_<random> through the `postgres` database, DROP it at the end."""
+    name = f"bench_claim_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(_with_database(server_url, "postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"CREATE DATABASE {name}")
+        engine = make_engine(_with_database(server_url, name))
+        try:
+            migrate(engine)
+            yield engine
+        finally:
+            engine.dispose()
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        admin.dispose()
+
+
+def _with_database(server_url: str, database: str) -> str:
+    return make_url(normalise_url(server_url)).set(database=database).render_as_string(hide_password=False)
+
+
+def scratch_database(backend: str, pg_url: str):
+    return postgres_database(pg_url) if backend == "postgresql" else sqlite_database()
+
+
+# -- loading ----------------------------------------------------------------------------------
+
+def insert_queued(engine: Engine, count: int, prefix: str = "shop") -> None:
+    """What a shop does: insert only its own columns; every daemon column takes its default."""
+    rows = [{"shop_order_id": f"{prefix}-{i:08d}", "recipient_phone": f"024{i % 10_000_000:07d}", "size_gb": 1 + i % 10}
+            for i in range(count)]
+    with engine.begin() as conn:
+        conn.execute(insert(mtn_orders), rows)
+
+
+def insert_finished(engine: Engine, count: int) -> None:
+    """`count` completed rows in one set-based statement, then ANALYZE so the planner knows of them."""
+    columns = ("shop_order_id, recipient_phone, size_gb, status, attempts, next_attempt_at, "
+               "created_at, updated_at, provider_order_id, provider_status")
+    if engine.dialect.name == "postgresql":
+        sql = (f"INSERT INTO mtn_orders ({columns}) "
+               "SELECT 'done-' || lpad(g::text, 8, '0'), '024' || lpad((g % 10000000)::text, 7, '0'), 1 + g % 10, "
+               "'completed', 1, now() - interval '1 year' + g * interval '30 seconds', "
+               "now() - interval '1 year' + g * interval '30 seconds', "
+               "now() - interval '1 year' + g * interval '30 seconds' + interval '5 seconds', "
+               "'P' || g, 'SUCCESSFUL' FROM generate_series(1, :n) AS g")
+    else:
+        sql = (f"WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < :n) "
+               f"INSERT INTO mtn_orders ({columns}) "
+               "SELECT 'done-' || printf('%08d', i), '024' || printf('%07d', i % 10000000), 1 + i % 10, "
+               "'completed', 1, datetime('now', '-1 year', '+' || (i * 30) || ' seconds'), "
+               "datetime('now', '-1 year', '+' || (i * 30) || ' seconds'), "
+               "datetime('now', '-1 year', '+' || (i * 30 + 5) || ' seconds'), "
+               "'P' || i, 'SUCCESSFUL' FROM g")
+    with engine.begin() as conn:
+        conn.execute(text(sql), {"n": count})
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ANALYZE")
+
+
+# -- measuring --------------------------------------------------------------------------------
+
+def new_outbox(engine: Engine) -> Outbox:
+    return Outbox(engine, mtn_orders, f"bench-{uuid.uuid4().hex[:8]}", lease_seconds=300,
+                  retry_schedule_seconds=[30, 120, 600])
+
+
+def completed(rows) -> list[Outcome]:
+    return [Outcome(r["id"], COMPLETED, "bench", {"provider_order_id": f"x{r['id']}"}) for r in rows]
+
+
+def drain(outbox: Outbox, batch: int) -> tuple[list[float], list[float]]:
+    """claim(batch) + finalise until the queue is empty; the seconds of every claim and every finalise."""
+    claims: list[float] = []
+    finalises: list[float] = []
+    while True:
+        started = time.perf_counter()
+        rows = outbox.claim(batch)
+        claimed = time.perf_counter()
+        claims.append(claimed - started)
+        if not rows:
+            return claims, finalises
+        outbox.finalise(completed(rows))
+        finalises.append(time.perf_counter() - claimed)
+
+
+def measure_throughput(backend: str, pg_url: str, batch: int, count: int) -> Throughput:
+    with scratch_database(backend, pg_url) as engine:
+        insert_queued(engine, count)
+        outbox = new_outbox(engine)
+        started = time.perf_counter()
+        claims, finalises = drain(outbox, batch)
+        elapsed = time.perf_counter() - started
+        with engine.connect() as conn:
+            done = conn.scalar(text("SELECT count(*) FROM mtn_orders WHERE status = 'completed'"))
+        if done != count:
+            raise RuntimeError(f"{backend} batch {batch}: {done} of {count} rows completed")
+    return Throughput(backend, batch, count, elapsed, sum(claims), sum(finalises), len(finalises))
+
+
+def median_claim_ms(engine: Engine) -> float:
+    """Median of LATENCY_CLAIMS claim(100) calls, each followed by its (unmeasured) finalise."""
+    insert_queued(engine, 100 * LATENCY_CLAIMS, prefix="lat")
+    outbox = new_outbox(engine)
+    claims, _ = drain(outbox, 100)
+    return statistics.median(claims[:-1]) * 1000  # the last, empty claim is not a claim of 100
+
+
+def measure_latency(backend: str, pg_url: str) -> Latency:
+    with scratch_database(backend, pg_url) as engine:
+        empty = median_claim_ms(engine)
+    with scratch_database(backend, pg_url) as engine:
+        insert_finished(engine, FINISHED_ROWS)
+        loaded = median_claim_ms(engine)
+    return Latency(backend, empty, loaded)
+
+
+# -- report -----------------------------------------------------------------------------------
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def report(throughputs: list[Throughput], latencies: list[Latency]) -> str:
+    lines = ["Throughput: one worker, claim(batch) + finalise(all completed) until the queue is empty",
+             f"{'backend':<11} {'batch':>5} {'rows':>6} {'seconds':>8} {'rows/s':>8} "
+             f"{'claim ms':>9} {'final. ms':>9}  target",
+             "-" * 78]
+    for t in throughputs:
+        target = "-"
+        if t.backend == "postgresql" and t.batch == 100:
+            target = f">= {TARGET_ROWS_PER_S:,}: {verdict(t.rows_per_s >= TARGET_ROWS_PER_S)}"
+        lines.append(f"{t.backend:<11} {t.batch:>5} {t.rows:>6} {t.seconds:>8.2f} {t.rows_per_s:>8,.0f} "
+                     f"{1000 * t.claim_seconds / t.rounds:>9.2f} {1000 * t.finalise_seconds / t.rounds:>9.2f}  {target}")
+    lines += ["(claim ms, final. ms: mean time of one claim(batch) call and one finalise call)", "",
+              f"Median claim(100) latency over {LATENCY_CLAIMS} claims, empty table vs {FINISHED_ROWS:,} completed rows",
+              f"{'backend':<11} {'empty ms':>9} {'1M done ms':>10} {'ratio':>6}  target",
+              "-" * 56]
+    for lat in latencies:
+        lines.append(f"{lat.backend:<11} {lat.empty_ms:>9.2f} {lat.loaded_ms:>10.2f} {lat.ratio:>6.2f}  "
+                     f"<= {TARGET_RATIO}: {verdict(lat.ratio <= TARGET_RATIO)}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432",
+                        help="PostgreSQL server (no database: one is created per case and dropped)")
+    parser.add_argument("--skip-pg", action="store_true", help="SQLite only")
+    args = parser.parse_args()
+    backends = ["sqlite"] + ([] if args.skip_pg else ["postgresql"])
+    throughputs = [measure_throughput(b, args.pg_url, batch, count)
+                   for b in backends for batch, count in THROUGHPUT_CASES]
+    latencies = [measure_latency(b, args.pg_url) for b in backends]
+    print(report(throughputs, latencies))
+
+
+if __name__ == "__main__":
+    main()

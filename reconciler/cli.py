@@ -1,0 +1,142 @@
+"""The `reconciler` command line. Exit codes: 0 ok, 1 failure, 2 usage or config error."""
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+from sqlalchemy import Engine
+
+from reconciler.clock import utcnow
+from reconciler.config import Config, ConfigError, load_config
+from reconciler.db import make_engine
+from reconciler.migrate import migrate
+from reconciler.outbox import table_stats
+from reconciler.schema import DEAD, OUTBOX_TABLES, STATUSES_BY_TABLE
+
+DEFAULT_CONFIG = Path("config.yaml")
+
+
+class App:
+    """What every command needs, loaded on first use so `--help` works whatever the config says."""
+
+    def __init__(self, config_path: str | None) -> None:
+        self.config_path = config_path
+        self._config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            path = self.config_path
+            if path is None and DEFAULT_CONFIG.exists():
+                path = str(DEFAULT_CONFIG)
+            try:
+                self._config = load_config(path)
+            except ConfigError as exc:
+                click.echo(f"config error: {exc}", err=True)
+                sys.exit(2)
+        return self._config
+
+    def engine(self) -> Engine:
+        return make_engine(self.config.database.url)
+
+
+@click.group()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="RECONCILER_CONFIG",
+              help="YAML config file (default: ./config.yaml when present; env RECONCILER_CONFIG).")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None) -> None:
+    """Fulfil shop orders through providers and keep their status true."""
+    ctx.obj = App(config_path)
+
+
+@cli.command("check-config")
+@click.pass_obj
+def check_config(app: App) -> None:
+    """Validate the config and print it, secrets shown only as <set>/<unset>."""
+    click.echo(json.dumps(app.config.redacted(), indent=2))
+    click.echo("config ok", err=True)
+
+
+@cli.group()
+def db() -> None:
+    """Database schema commands."""
+
+
+@db.command("migrate")
+@click.pass_obj
+def db_migrate(app: App) -> None:
+    """Apply pending schema migrations (safe to run from several replicas at once)."""
+    applied = migrate(app.engine())
+    if applied:
+        for m in applied:
+            click.echo(f"applied {m.version:03d}_{m.name}")
+    else:
+        click.echo("schema up to date")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of a table.")
+@click.pass_obj
+def status(app: App, as_json: bool) -> None:
+    """Rows per outbox table and status, the oldest queued age and the dead count."""
+    engine = app.engine()
+    now = utcnow()
+    report = {}
+    for table in OUTBOX_TABLES:
+        stats = table_stats(engine, table, now)
+        report[table.name] = {
+            "counts": {s: stats.counts.get(s, 0) for s in STATUSES_BY_TABLE[table.name]},
+            "oldest_queued_age_seconds": round(stats.oldest_queued_age_seconds, 1),
+            "dead": stats.counts.get(DEAD, 0),
+        }
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    for name, entry in report.items():
+        click.echo(f"{name}  (oldest queued {entry['oldest_queued_age_seconds']:.0f}s, dead {entry['dead']})")
+        for state, count in entry["counts"].items():
+            click.echo(f"  {state:<10} {count:>10}")
+
+
+@cli.command()
+@click.pass_obj
+def run(app: App) -> None:
+    """Run the daemon until SIGTERM or SIGINT."""
+    from jobs import engine_jobs
+    from reconciler.admin import AdminServer, database_reachable
+    from reconciler.daemon import Daemon, new_worker_id
+    from reconciler.job import JobContext
+    from reconciler.outboxes import build_outboxes
+    from reconciler.startup import wait_for_schema
+
+    config = app.config
+    logging.basicConfig(level=config.daemon.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+
+    engine = app.engine()
+    if not wait_for_schema(engine, stop):
+        return
+    worker_id = new_worker_id()
+    ctx = JobContext(config=config, engine=engine, worker_id=worker_id,
+                     outboxes=build_outboxes(config, engine, worker_id), stop=stop, clock=utcnow)
+    daemon = Daemon(ctx, engine_jobs(config))
+    admin = AdminServer(config.admin.host, config.admin.port, alive=daemon.is_alive,
+                        ready=lambda: database_reachable(engine)).start()
+    logging.getLogger("reconciler").info("admin listener on %s:%d", config.admin.host, admin.port)
+    try:
+        daemon.run()
+    finally:
+        admin.stop()
+
+
+def main() -> None:
+    cli(prog_name="reconciler")
+
+
