@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
@@ -37,22 +37,35 @@ def pg_admin() -> Iterator[Engine | None]:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
-    """The URL of a fresh, empty database."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'test.db'}"
-        return
-    admin = request.getfixturevalue("pg_admin")
-    if admin is None:
-        _pg_unavailable(f"cannot connect to {PG_ADMIN_URL}")
-    name = f"reconciler_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(normalise_url(PG_ADMIN_URL)).set(database=name).render_as_string(hide_password=False)
-    finally:
+def new_database(request: pytest.FixtureRequest, tmp_path) -> Iterator[Callable[[], str]]:
+    """Makes fresh, empty databases of this test's kind (dropped afterwards); returns their URLs."""
+    created: list[str] = []
+    admin = None
+    if request.param == "postgresql":
+        admin = request.getfixturevalue("pg_admin")
+        if admin is None:
+            _pg_unavailable(f"cannot connect to {PG_ADMIN_URL}")
+
+    def make() -> str:
+        name = f"reconciler_test_{uuid.uuid4().hex[:12]}"
+        created.append(name)
+        if admin is None:
+            return f"sqlite:///{tmp_path / name}.db"
         with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        return make_url(normalise_url(PG_ADMIN_URL)).set(database=name).render_as_string(hide_password=False)
+
+    yield make
+    if admin is not None:
+        with admin.connect() as conn:
+            for name in created:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def db_url(new_database: Callable[[], str]) -> str:
+    """The URL of a fresh, empty database."""
+    return new_database()
 
 
 @pytest.fixture

@@ -5,14 +5,14 @@
 -- every daemon column has a default, so an INSERT never needs to name one.
 
 CREATE TABLE IF NOT EXISTS schema_migrations (
-    version     INTEGER PRIMARY KEY,
+    version     INTEGER NOT NULL PRIMARY KEY,
     name        TEXT NOT NULL,
     applied_at  DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP
 );
 
 -- MTN data bundles: one row per order a shop wants delivered.
 CREATE TABLE mtn_orders (
-    id               INTEGER PRIMARY KEY,
+    id               INTEGER NOT NULL PRIMARY KEY,
     shop_order_id    TEXT NOT NULL UNIQUE,   -- shop
     recipient_phone  TEXT,                   -- shop: any common Ghanaian form
     network          TEXT DEFAULT 'MTN',     -- shop
@@ -40,7 +40,7 @@ CREATE INDEX mtn_orders_lease_idx ON mtn_orders (locked_until) WHERE status = 'i
 
 -- T2Mobile software licences fulfilled through Zoho Books sales orders.
 CREATE TABLE zoho_orders (
-    id               INTEGER PRIMARY KEY,
+    id               INTEGER NOT NULL PRIMARY KEY,
     order_id         TEXT NOT NULL UNIQUE,   -- shop/partner: the T2Mobile order id
     idempotency_key  TEXT UNIQUE,            -- shop/partner
     customer_id      TEXT,                   -- shop/partner
@@ -72,7 +72,7 @@ CREATE INDEX zoho_orders_lease_idx ON zoho_orders (locked_until) WHERE status = 
 
 -- Outgoing signed webhooks: an outbox of events and their delivery state.
 CREATE TABLE webhook_deliveries (
-    id            INTEGER PRIMARY KEY,
+    id            INTEGER NOT NULL PRIMARY KEY,
     event_id      TEXT NOT NULL UNIQUE,      -- msg_...: the webhook-id, stable across retries
     event_type    TEXT NOT NULL,
     order_table   TEXT NOT NULL,
@@ -102,7 +102,7 @@ CREATE UNIQUE INDEX webhook_deliveries_order_idx ON webhook_deliveries (order_ta
 
 -- Audit of every provider request and response, secrets redacted.
 CREATE TABLE api_calls (
-    id             INTEGER PRIMARY KEY,
+    id             INTEGER NOT NULL PRIMARY KEY,
     provider       TEXT NOT NULL,
     method         TEXT NOT NULL,
     url            TEXT NOT NULL,
@@ -119,7 +119,7 @@ CREATE INDEX api_calls_order_idx ON api_calls (order_table, order_id);
 
 -- Provider webhooks as received: stored before we answer 2xx, deduplicated, then applied.
 CREATE TABLE inbound_webhooks (
-    id                INTEGER PRIMARY KEY,
+    id                INTEGER NOT NULL PRIMARY KEY,
     provider          TEXT NOT NULL,
     dedupe_key        TEXT NOT NULL,
     raw_body          TEXT NOT NULL,
@@ -134,7 +134,7 @@ CREATE INDEX inbound_webhooks_unprocessed_idx ON inbound_webhooks (received_at) 
 
 -- Licences provisioned for T2Mobile customers, and when they expire.
 CREATE TABLE subscriptions (
-    id                    INTEGER PRIMARY KEY,
+    id                    INTEGER NOT NULL PRIMARY KEY,
     zoho_order_id         INTEGER NOT NULL REFERENCES zoho_orders (id),
     customer_id           TEXT NOT NULL,
     product_id            TEXT NOT NULL,
@@ -151,7 +151,7 @@ CREATE INDEX subscriptions_expiry_idx ON subscriptions (expires_at);
 
 -- Every status transition of every outbox row, with its cause and the worker that made it.
 CREATE TABLE status_history (
-    id           INTEGER PRIMARY KEY,
+    id           INTEGER NOT NULL PRIMARY KEY,
     table_name   TEXT NOT NULL,
     row_id       INTEGER NOT NULL,
     from_status  TEXT,
@@ -164,7 +164,7 @@ CREATE INDEX status_history_row_idx ON status_history (table_name, row_id);
 
 -- Per-provider state shared by all replicas: paused, balance, cached OAuth token.
 CREATE TABLE provider_state (
-    provider            TEXT PRIMARY KEY,
+    provider            TEXT NOT NULL PRIMARY KEY,
     paused              BOOLEAN NOT NULL DEFAULT 0,
     paused_reason       TEXT,
     paused_until        DATETIME,

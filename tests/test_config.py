@@ -1,0 +1,108 @@
+"""Configuration: defaults, the documented config.yaml, ${ENV} references, overrides and clear errors."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from reconciler.cli import cli
+from reconciler.config import ConfigError, env_var_for, iter_settings, load_config
+
+CONFIG_YAML = Path(__file__).resolve().parent.parent / "config.yaml"
+
+
+def write(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(body)
+    return path
+
+
+def test_config_yaml_documents_every_setting_with_its_default_and_a_comment():
+    document = yaml.safe_load(CONFIG_YAML.read_text())
+    lines = CONFIG_YAML.read_text().splitlines()
+    loaded = load_config(CONFIG_YAML, env={})
+    for key, meta in iter_settings():
+        section, name = key.split(".")
+        assert name in document.get(section, {}), f"{key} missing from config.yaml"
+        [line] = [ln for ln in lines if re.match(rf"\s+{name}:", ln) and ln.index(name) == 2
+                  and _section_of(lines, ln) == section]
+        assert "#" in line.split(":", 1)[1], f"{key} has no comment"
+        assert loaded.value(key) == meta["default"], f"{key}: config.yaml says {loaded.value(key)!r}"
+
+
+def _section_of(lines: list[str], line: str) -> str:
+    section = ""
+    for candidate in lines:
+        if re.match(r"^[a-z_]+:", candidate):
+            section = candidate.split(":")[0]
+        if candidate is line:
+            return section
+    raise AssertionError(line)
+
+
+def test_env_references_and_overrides(tmp_path):
+    path = write(tmp_path, "database:\n  url: ${DB_URL}\nmtn:\n  api_key: ${MTN_KEY}\n"
+                           "  retry_schedule_seconds: [5, 10]\ndaemon:\n  batch_size: ${BATCH:-25}\n")
+    config = load_config(path, env={"DB_URL": "sqlite:///x.db", "MTN_KEY": "k-123"})
+    assert (config.database.url, config.mtn.api_key, config.daemon.batch_size) == ("sqlite:///x.db", "k-123", 25)
+    assert config.mtn.retry_schedule_seconds == (5.0, 10.0)
+
+    overridden = load_config(path, env={"DB_URL": "sqlite:///x.db", "MTN_KEY": "k",
+                                        "RECONCILER_DATABASE_URL": "postgresql://db/prod",
+                                        "RECONCILER_MTN_RETRY_SCHEDULE_SECONDS": "1,2,3"})
+    assert overridden.database.url == "postgresql://db/prod"
+    assert overridden.mtn.retry_schedule_seconds == (1.0, 2.0, 3.0)
+    assert env_var_for("daemon.lease_seconds") == "RECONCILER_DAEMON_LEASE_SECONDS"
+
+
+@pytest.mark.parametrize("body, env, message", [
+    ("daemon:\n  batch_size: 0\n", {}, "daemon.batch_size: must be > 0, got 0"),
+    ("daemon:\n  batch_size: many\n", {}, "daemon.batch_size: expected a whole number, got 'many'"),
+    ("admin:\n  port: 99999\n", {}, "admin.port: must be a port number 0-65535, got 99999"),
+    ("database:\n  url: mysql://x\n", {}, "database.url: must start with sqlite or postgresql"),
+    ("mtn:\n  retry_schedule_seconds: []\n", {}, "mtn.retry_schedule_seconds: must be a non-empty list"),
+    ("mtn:\n  api_key: ${MTN_KEY}\n", {}, "mtn.api_key: environment variable MTN_KEY is not set"),
+    ("mtn:\n  timeout: 3\n", {}, "mtn.timeout: unknown setting"),
+    ("daemon: [1, 2]\n", {}, "daemon: must be a mapping of settings"),
+    ("daemon:\n  batch_size: 10\n", {"RECONCILER_DAEMON_LEASE_SECONDS": "-1"}, "daemon.lease_seconds: must be > 0"),
+])
+def test_a_bad_value_names_its_key(tmp_path, body, env, message):
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, body), env=env)
+    assert str(caught.value).startswith(message)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_secret_written_into_the_file_is_refused_without_echoing_it(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, "partner:\n  webhook_secret: whsec_c2VjcmV0\n"), env={})
+    assert "partner.webhook_secret" in str(caught.value) and "whsec_c2VjcmV0" not in str(caught.value)
+
+
+def test_check_config_never_prints_secrets(tmp_path):
+    path = write(tmp_path, "mtn:\n  api_key: ${MTN_KEY}\n")
+    result = CliRunner().invoke(cli, ["--config", str(path), "check-config"], env={"MTN_KEY": "sk-live-998877"})
+    assert result.exit_code == 0
+    assert "sk-live-998877" not in result.output
+    assert '"api_key": "<set>"' in result.output
+
+
+def test_a_bad_config_stops_any_command_with_exit_2_and_one_line(tmp_path):
+    path = write(tmp_path, "daemon:\n  lease_seconds: soon\n")
+    for command in (["check-config"], ["status"], ["run"], ["db", "migrate"]):
+        done = subprocess.run([sys.executable, "-m", "reconciler", "--config", str(path), *command],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2, command
+        assert done.stderr.strip().splitlines() == [
+            "config error: daemon.lease_seconds: expected a number, got 'soon'"]
+
+
+def test_a_missing_config_file_is_a_config_error(tmp_path):
+    result = CliRunner().invoke(cli, ["--config", str(tmp_path / "nope.yaml"), "check-config"])
+    assert result.exit_code == 2
+    assert "nope.yaml not found" in result.output
