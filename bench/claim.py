@@ -20,16 +20,20 @@ bench_claim_<random> database; SQLite: a file in a temporary directory). Run fro
 from __future__ import annotations
 
 import argparse
+import datetime
+import os
+import platform
+import sqlite3
 import statistics
 import tempfile
 import time
 import uuid
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
-from sqlalchemy import Engine, create_engine, insert, text
+from sqlalchemy import Engine, RowMapping, create_engine, insert, text
 from sqlalchemy.engine import make_url
 
 from reconciler.db import make_engine, normalise_url
@@ -107,7 +111,7 @@ def _with_database(server_url: str, database: str) -> str:
     return make_url(normalise_url(server_url)).set(database=database).render_as_string(hide_password=False)
 
 
-def scratch_database(backend: str, pg_url: str):
+def scratch_database(backend: str, pg_url: str) -> AbstractContextManager[Engine]:
     return postgres_database(pg_url) if backend == "postgresql" else sqlite_database()
 
 
@@ -122,7 +126,7 @@ def insert_queued(engine: Engine, count: int, prefix: str = "shop") -> None:
 
 
 def insert_finished(engine: Engine, count: int) -> None:
-    """`count` completed rows in one set-based statement, then ANALYZE so the planner knows of them."""
+    """`count` completed rows, spread over the past year, in one set-based statement."""
     columns = ("shop_order_id, recipient_phone, size_gb, status, attempts, next_attempt_at, "
                "created_at, updated_at, provider_order_id, provider_status")
     if engine.dialect.name == "postgresql":
@@ -142,8 +146,18 @@ def insert_finished(engine: Engine, count: int) -> None:
                "'P' || i, 'SUCCESSFUL' FROM g")
     with engine.begin() as conn:
         conn.execute(text(sql), {"n": count})
-    with engine.begin() as conn:
-        conn.exec_driver_sql("ANALYZE")
+
+
+def analyze(engine: Engine) -> None:
+    """Fresh planner statistics. PostgreSQL: VACUUM ANALYZE, so autovacuum does not wake up on the freshly
+    loaded table in the middle of the measurement (it did, and added noise) and the table looks like a
+    production table whose finished rows were vacuumed long ago."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE")
+    else:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE")
 
 
 # -- measuring --------------------------------------------------------------------------------
@@ -153,7 +167,7 @@ def new_outbox(engine: Engine) -> Outbox:
                   retry_schedule_seconds=[30, 120, 600])
 
 
-def completed(rows) -> list[Outcome]:
+def completed(rows: Sequence[RowMapping]) -> list[Outcome]:
     return [Outcome(r["id"], COMPLETED, "bench", {"provider_order_id": f"x{r['id']}"}) for r in rows]
 
 
@@ -186,21 +200,26 @@ def measure_throughput(backend: str, pg_url: str, batch: int, count: int) -> Thr
     return Throughput(backend, batch, count, elapsed, sum(claims), sum(finalises), len(finalises))
 
 
-def median_claim_ms(engine: Engine) -> float:
-    """Median of LATENCY_CLAIMS claim(100) calls, each followed by its (unmeasured) finalise."""
-    insert_queued(engine, 100 * LATENCY_CLAIMS, prefix="lat")
-    outbox = new_outbox(engine)
-    claims, _ = drain(outbox, 100)
-    return statistics.median(claims[:-1]) * 1000  # the last, empty claim is not a claim of 100
-
-
 def measure_latency(backend: str, pg_url: str) -> Latency:
-    with scratch_database(backend, pg_url) as engine:
-        empty = median_claim_ms(engine)
-    with scratch_database(backend, pg_url) as engine:
-        insert_finished(engine, FINISHED_ROWS)
-        loaded = median_claim_ms(engine)
-    return Latency(backend, empty, loaded)
+    """claim(100) on two tables side by side, one empty, one holding the finished rows; their claims
+    alternate, so the noise of a shared 2-core machine falls on both alike. Only the claim is timed."""
+    with scratch_database(backend, pg_url) as empty, scratch_database(backend, pg_url) as loaded:
+        insert_finished(loaded, FINISHED_ROWS)
+        outboxes = []
+        for engine in (empty, loaded):
+            analyze(engine)
+            insert_queued(engine, 100 * LATENCY_CLAIMS, prefix="lat")
+            outboxes.append(new_outbox(engine))
+        samples: tuple[list[float], list[float]] = ([], [])
+        for _ in range(LATENCY_CLAIMS):
+            for outbox, seconds in zip(outboxes, samples):
+                started = time.perf_counter()
+                rows = outbox.claim(100)
+                seconds.append(time.perf_counter() - started)
+                if len(rows) != 100:
+                    raise RuntimeError(f"{backend}: claim(100) returned {len(rows)} rows")
+                outbox.finalise(completed(rows))
+    return Latency(backend, 1000 * statistics.median(samples[0]), 1000 * statistics.median(samples[1]))
 
 
 # -- report -----------------------------------------------------------------------------------
@@ -230,6 +249,24 @@ def report(throughputs: list[Throughput], latencies: list[Latency]) -> str:
     return "\n".join(lines)
 
 
+def machine(pg_url: str | None) -> str:
+    """One line saying when and where the figures were taken: they mean nothing without it."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    versions = [f"Python {platform.python_version()}", f"SQLite {sqlite3.sqlite_version}"]
+    if pg_url:
+        admin = create_engine(_with_database(pg_url, "postgres"))
+        with admin.connect() as conn:
+            versions.append("PostgreSQL " + conn.exec_driver_sql("SHOW server_version").scalar().split()[0])
+        admin.dispose()
+    return (f"{datetime.date.today().isoformat()}, {cpu}, {os.cpu_count()} cores, {platform.system()}, "
+            + ", ".join(versions))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432",
@@ -240,6 +277,7 @@ def main() -> None:
     throughputs = [measure_throughput(b, args.pg_url, batch, count)
                    for b in backends for batch, count in THROUGHPUT_CASES]
     latencies = [measure_latency(b, args.pg_url) for b in backends]
+    print(machine(None if args.skip_pg else args.pg_url))
     print(report(throughputs, latencies))
 
 

@@ -120,7 +120,7 @@ class Outbox:
             for keys, params in groups.items():
                 conn.execute(self._fenced_update(keys, now), params)
             self._record_history(
-                conn, [(o.row_id, IN_FLIGHT, o.status, o.cause) for o in outcomes if o.row_id in owned], now)
+                conn, [(o.row_id, IN_FLIGHT, o.status, o.cause) for o in by_id.values() if o.row_id in owned], now)
         lost = sorted(set(by_id) - owned)
         for row_id in owned:
             metrics.OUTBOX_FINALISED.labels(self.name, by_id[row_id].status).inc()
