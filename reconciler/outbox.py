@@ -10,15 +10,17 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from sqlalchemy import Connection, Engine, RowMapping, Table, bindparam, func, insert, select, update
+from sqlalchemy import Engine, RowMapping, Table, func, select, update
 
 from reconciler import metrics
 from reconciler.clock import Clock, utcnow
-from reconciler.schema import DEAD, IN_DOUBT, IN_FLIGHT, QUEUED, status_history
+from reconciler.outbox_queries import IN_FLIGHT_SQL, QUEUED_SQL, Transition, queries_for, record_history
+from reconciler.schema import DEAD, IN_DOUBT, IN_FLIGHT, QUEUED
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ class Outbox:
         self.clock = clock
         self.jitter = jitter
         self.rng = rng
-        self._postgres = engine.dialect.name == "postgresql"
+        self._queries = queries_for(engine, table)
 
     @property
     def name(self) -> str:
@@ -72,24 +74,8 @@ class Outbox:
         """Take up to `limit` due rows, oldest first, under a lease owned by this worker."""
         started = time.perf_counter()
         now = self.clock()
-        t = self.table
-        due = (select(t.c.id)
-               .where(t.c.status == QUEUED, t.c.next_attempt_at <= now)
-               .order_by(t.c.next_attempt_at, t.c.id)
-               .limit(limit))
-        lease = dict(status=IN_FLIGHT, locked_by=self.worker_id, locked_until=now + self.lease,
-                     attempts=t.c.attempts + 1, updated_at=now)
-        if self._postgres:
-            # SKIP LOCKED: concurrent workers take disjoint rows and never wait on each other.
-            due_cte = due.with_for_update(skip_locked=True).cte("due")
-            statement = update(t).where(t.c.id == due_cte.c.id)
-        else:
-            # BEGIN IMMEDIATE (see db.py) already holds SQLite's single write lock.
-            statement = update(t).where(t.c.id.in_(due.scalar_subquery()))
         with self.engine.begin() as conn:
-            rows = conn.execute(statement.values(**lease).returning(*t.c)).mappings().all()
-            self._record_history(conn, [(r["id"], QUEUED, IN_FLIGHT, "claimed") for r in rows], now)
-        rows = sorted(rows, key=lambda r: (r["next_attempt_at"], r["id"]))
+            rows = self._queries.claim(conn, limit, self.worker_id, now, now + self.lease)
         metrics.OUTBOX_CLAIM_DURATION.labels(self.name).observe(time.perf_counter() - started)
         metrics.OUTBOX_CLAIMED.labels(self.name).inc(len(rows))
         return rows
@@ -100,41 +86,24 @@ class Outbox:
     # -- finalise ----------------------------------------------------------------------------
 
     def finalise(self, outcomes: Sequence[Outcome]) -> FinaliseResult:
-        """Write many outcomes in one transaction, only for rows this worker still holds."""
-        if not outcomes:
+        """Write many outcomes in one transaction, only for rows this worker still holds (the fence)."""
+        by_id = {o.row_id: o for o in outcomes}  # the last word on a row wins
+        if not by_id:
             return FinaliseResult([], [])
         now = self.clock()
-        t = self.table
-        by_id = {o.row_id: o for o in outcomes}
+        groups: dict[tuple[str, ...], list[Outcome]] = {}
+        for outcome in by_id.values():
+            groups.setdefault(tuple(sorted(outcome.fields)), []).append(outcome)
+        owned: set[int] = set()
         with self.engine.begin() as conn:
-            owned = set(conn.scalars(
-                select(t.c.id)
-                .where(t.c.id.in_(list(by_id)), t.c.status == IN_FLIGHT, t.c.locked_by == self.worker_id)
-                .with_for_update()))  # held until commit: the rescuer cannot slip in between
-            groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-            for row_id in owned:
-                outcome = by_id[row_id]
-                keys = tuple(sorted(outcome.fields))
-                groups.setdefault(keys, []).append({"b_id": row_id, "b_status": outcome.status, **{
-                    f"b_{k}": v for k, v in outcome.fields.items()}})
-            for keys, params in groups.items():
-                conn.execute(self._fenced_update(keys, now), params)
-            self._record_history(
-                conn, [(o.row_id, IN_FLIGHT, o.status, o.cause) for o in by_id.values() if o.row_id in owned], now)
+            for fields, group in groups.items():
+                owned.update(self._queries.finalise(conn, group, fields, self.worker_id, now))
+        for status, count in Counter(by_id[row_id].status for row_id in owned).items():
+            metrics.OUTBOX_FINALISED.labels(self.name, status).inc(count)
         lost = sorted(set(by_id) - owned)
-        for row_id in owned:
-            metrics.OUTBOX_FINALISED.labels(self.name, by_id[row_id].status).inc()
         if lost:
             metrics.OUTBOX_FENCED.labels(self.name).inc(len(lost))
         return FinaliseResult(sorted(owned), lost)
-
-    def _fenced_update(self, keys: tuple[str, ...], now: datetime):
-        t = self.table
-        values = {"status": bindparam("b_status"), "locked_by": None, "locked_until": None, "updated_at": now}
-        values.update({k: bindparam(f"b_{k}") for k in keys})
-        return (update(t)
-                .where(t.c.id == bindparam("b_id"), t.c.status == IN_FLIGHT, t.c.locked_by == self.worker_id)
-                .values(**values))
 
     def retry(self, row: Mapping[str, Any], error: str, cause: str = "retry") -> Outcome:
         """Queue the row again after the schedule's next delay with jitter, or `dead` when it has run out."""
@@ -156,11 +125,12 @@ class Outbox:
         with self.engine.begin() as conn:
             released = list(conn.scalars(
                 update(t)
-                .where(t.c.id.in_(list(row_ids)), t.c.status == IN_FLIGHT, t.c.locked_by == self.worker_id)
+                .where(t.c.id.in_(list(row_ids)), t.c.status == IN_FLIGHT_SQL, t.c.locked_by == self.worker_id)
                 .values(status=QUEUED, locked_by=None, locked_until=None, attempts=t.c.attempts - 1,
                         updated_at=now)
                 .returning(t.c.id)))
-            self._record_history(conn, [(row_id, IN_FLIGHT, QUEUED, "released") for row_id in released], now)
+            record_history(conn, self.name, [(row_id, IN_FLIGHT, QUEUED, "released") for row_id in released],
+                           self.worker_id, now)
         metrics.OUTBOX_RELEASED.labels(self.name).inc(len(released))
         return sorted(released)
 
@@ -171,11 +141,11 @@ class Outbox:
         with self.engine.begin() as conn:
             expired = conn.execute(
                 select(t.c.id, t.c.locked_by, t.c.attempts)
-                .where(t.c.status == IN_FLIGHT, t.c.locked_until < now)
+                .where(t.c.status == IN_FLIGHT_SQL, t.c.locked_until < now)
                 .order_by(t.c.locked_until)
                 .limit(limit)
                 .with_for_update(skip_locked=True)).mappings().all()
-            rescued: list[tuple[int, str, str, str]] = []
+            rescued: list[Transition] = []
             for row in expired:
                 error = f"lease of {row['locked_by']} expired"
                 if self.rescue_status == IN_DOUBT:
@@ -187,22 +157,13 @@ class Outbox:
                           "updated_at": now}
                 done = conn.execute(
                     update(t)
-                    .where(t.c.id == row["id"], t.c.status == IN_FLIGHT, t.c.locked_by == row["locked_by"])
+                    .where(t.c.id == row["id"], t.c.status == IN_FLIGHT_SQL, t.c.locked_by == row["locked_by"])
                     .values(**fields)).rowcount
                 if done:
                     rescued.append((row["id"], IN_FLIGHT, outcome.status, outcome.cause))
-            self._record_history(conn, rescued, now)
+            record_history(conn, self.name, rescued, self.worker_id, now)
         metrics.OUTBOX_RESCUED.labels(self.name).inc(len(rescued))
         return [row_id for row_id, *_ in rescued]
-
-    def _record_history(self, conn: Connection, transitions: Sequence[tuple[int, str, str, str]],
-                        now: datetime) -> None:
-        """One insert for many (row_id, from_status, to_status, cause) transitions, in the caller's transaction."""
-        if transitions:
-            conn.execute(insert(status_history), [
-                {"table_name": self.name, "row_id": row_id, "from_status": from_status, "to_status": to_status,
-                 "cause": cause, "worker_id": self.worker_id, "created_at": now}
-                for row_id, from_status, to_status, cause in transitions])
 
 
 def table_stats(engine: Engine, table: Table, now: datetime) -> TableStats:
@@ -212,7 +173,7 @@ def table_stats(engine: Engine, table: Table, now: datetime) -> TableStats:
         counts = dict(conn.execute(select(t.c.status, func.count()).group_by(t.c.status)).all())
         oldest_due = conn.scalar(
             select(t.c.next_attempt_at)
-            .where(t.c.status == QUEUED, t.c.next_attempt_at <= now)
+            .where(t.c.status == QUEUED_SQL, t.c.next_attempt_at <= now)
             .order_by(t.c.next_attempt_at, t.c.id)
             .limit(1))
     age = (now - oldest_due).total_seconds() if oldest_due is not None else 0.0

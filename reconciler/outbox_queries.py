@@ -1,0 +1,145 @@
+"""The outbox's hot-path SQL, one class per dialect: the statements differ, the meaning does not.
+
+Both answer the same two questions in one transaction each:
+- claim: mark up to `limit` due rows in_flight for `worker` and return them (oldest first);
+- finalise: write outcomes for the rows `worker` still holds, and say which those were (the fence).
+Every transition is also written to status_history in the same transaction.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Mapping, Sequence
+
+from sqlalchemy import Connection, Engine, RowMapping, Table, bindparam, insert, literal_column, select, text, update
+from sqlalchemy.dialects import postgresql
+
+from reconciler.schema import IN_FLIGHT, QUEUED, UTCDateTime, status_history
+
+# Statuses are written into the SQL as literals, never bound: a bound status cannot match the partial
+# claim index when PostgreSQL plans a prepared statement generically.
+QUEUED_SQL, IN_FLIGHT_SQL = literal_column(f"'{QUEUED}'"), literal_column(f"'{IN_FLIGHT}'")
+
+Transition = tuple[int, str, str, str]  # row_id, from_status, to_status, cause
+
+
+def record_history(conn: Connection, table: str, transitions: Sequence[Transition], worker: str,
+                   now: datetime) -> None:
+    """One multi-row insert into status_history, in the caller's transaction."""
+    if transitions:
+        conn.execute(insert(status_history), [
+            {"table_name": table, "row_id": row_id, "from_status": from_status, "to_status": to_status,
+             "cause": cause, "worker_id": worker, "created_at": now}
+            for row_id, from_status, to_status, cause in transitions])
+
+
+class PostgresQueries:
+    """One statement per claim and per finalise group: CTEs carry the rows into status_history."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+        name = table.name
+        self._claim = text(f"""
+            WITH due AS (
+                SELECT id FROM {name}
+                WHERE status = '{QUEUED}' AND next_attempt_at <= :now
+                ORDER BY next_attempt_at, id
+                LIMIT :limit
+                FOR UPDATE SKIP LOCKED
+            ), claimed AS (
+                UPDATE {name} SET status = '{IN_FLIGHT}', locked_by = :worker, locked_until = :until,
+                                  attempts = {name}.attempts + 1, updated_at = :now
+                FROM due WHERE {name}.id = due.id
+                RETURNING {name}.*
+            ), history AS (
+                INSERT INTO status_history (table_name, row_id, from_status, to_status, cause, worker_id, created_at)
+                SELECT '{name}', id, '{QUEUED}', '{IN_FLIGHT}', 'claimed', :worker, :now FROM claimed
+            )
+            SELECT * FROM claimed ORDER BY next_attempt_at, id
+        """).bindparams(bindparam("now", type_=UTCDateTime), bindparam("until", type_=UTCDateTime)
+                        ).columns(*table.c)
+        self._finalise_by_fields: dict[tuple[str, ...], Any] = {}
+
+    def claim(self, conn: Connection, limit: int, worker: str, now: datetime, until: datetime) -> list[RowMapping]:
+        # With stale statistics the planner may think few rows are queued and sort every due row;
+        # this keeps the claim an ordered walk of the partial index: O(batch), whatever the backlog.
+        conn.exec_driver_sql("SELECT set_config('enable_seqscan', 'off', true), "
+                             "set_config('enable_bitmapscan', 'off', true)")
+        return list(conn.execute(self._claim, {"now": now, "until": until, "limit": limit, "worker": worker})
+                    .mappings())
+
+    def finalise(self, conn: Connection, outcomes: Sequence[Any], fields: tuple[str, ...], worker: str,
+                 now: datetime) -> list[int]:
+        """Outcomes sharing the same `fields`, as arrays unnested into one fenced UPDATE."""
+        if fields not in self._finalise_by_fields:
+            self._finalise_by_fields[fields] = self._build_finalise(fields)
+        statement = self._finalise_by_fields[fields]
+        params: dict[str, Any] = {
+            "ids": [o.row_id for o in outcomes], "statuses": [o.status for o in outcomes],
+            "causes": [o.cause for o in outcomes], "worker": worker, "now": now}
+        for i, name in enumerate(fields):
+            process = self.table.c[name].type.bind_processor(postgresql.dialect())
+            params[f"f{i}"] = [process(o.fields[name]) if process else o.fields[name] for o in outcomes]
+        return list(conn.execute(statement, params).scalars())
+
+    def _build_finalise(self, fields: tuple[str, ...]):
+        name = self.table.name
+        dialect = postgresql.dialect()
+        arrays = "".join(f", CAST(:f{i} AS {self.table.c[f].type.compile(dialect=dialect)}[])"
+                         for i, f in enumerate(fields))
+        columns = "".join(f", {f}" for f in fields)
+        sets = "".join(f", {f} = outcome.{f}" for f in fields)
+        return text(f"""
+            WITH outcome AS (
+                SELECT * FROM unnest(CAST(:ids AS BIGINT[]), CAST(:statuses AS TEXT[]), CAST(:causes AS TEXT[]){arrays})
+                    AS o(id, status, cause{columns})
+            ), done AS (
+                UPDATE {name} SET status = outcome.status, locked_by = NULL, locked_until = NULL,
+                                  updated_at = :now{sets}
+                FROM outcome
+                WHERE {name}.id = outcome.id AND {name}.status = '{IN_FLIGHT}' AND {name}.locked_by = :worker
+                RETURNING {name}.id, outcome.status, outcome.cause
+            ), history AS (
+                INSERT INTO status_history (table_name, row_id, from_status, to_status, cause, worker_id, created_at)
+                SELECT '{name}', id, '{IN_FLIGHT}', status, cause, :worker, :now FROM done
+            )
+            SELECT id FROM done
+        """).bindparams(bindparam("now", type_=UTCDateTime))
+
+
+class SQLiteQueries:
+    """BEGIN IMMEDIATE (see db.py) holds the single write lock, so plain statements are race-free."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+
+    def claim(self, conn: Connection, limit: int, worker: str, now: datetime, until: datetime) -> list[RowMapping]:
+        t = self.table
+        due = (select(t.c.id)
+               .where(t.c.status == QUEUED_SQL, t.c.next_attempt_at <= now)
+               .order_by(t.c.next_attempt_at, t.c.id)
+               .limit(limit))
+        rows = conn.execute(
+            update(t).where(t.c.id.in_(due.scalar_subquery()))
+            .values(status=IN_FLIGHT, locked_by=worker, locked_until=until, attempts=t.c.attempts + 1,
+                    updated_at=now)
+            .returning(*t.c)).mappings().all()
+        record_history(conn, t.name, [(r["id"], QUEUED, IN_FLIGHT, "claimed") for r in rows], worker, now)
+        return sorted(rows, key=lambda r: (r["next_attempt_at"], r["id"]))
+
+    def finalise(self, conn: Connection, outcomes: Sequence[Any], fields: tuple[str, ...], worker: str,
+                 now: datetime) -> list[int]:
+        t = self.table
+        owned = set(conn.scalars(select(t.c.id).where(
+            t.c.id.in_([o.row_id for o in outcomes]), t.c.status == IN_FLIGHT_SQL, t.c.locked_by == worker)))
+        mine = [o for o in outcomes if o.row_id in owned]
+        if mine:
+            values: Mapping[str, Any] = {"status": bindparam("b_status"), "locked_by": None, "locked_until": None,
+                                         "updated_at": now, **{f: bindparam(f"b_{f}") for f in fields}}
+            conn.execute(update(t).where(t.c.id == bindparam("b_id")).values(**values), [
+                {"b_id": o.row_id, "b_status": o.status, **{f"b_{f}": o.fields[f] for f in fields}} for o in mine])
+            record_history(conn, t.name, [(o.row_id, IN_FLIGHT, o.status, o.cause) for o in mine], worker, now)
+        return [o.row_id for o in mine]
+
+
+def queries_for(engine: Engine, table: Table) -> PostgresQueries | SQLiteQueries:
+    return PostgresQueries(table) if engine.dialect.name == "postgresql" else SQLiteQueries(table)
