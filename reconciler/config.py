@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import yaml
+from sqlalchemy.engine import make_url
 
 ENV_PREFIX = "RECONCILER_"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -146,6 +147,8 @@ class Config:
             value = self.value(key)
             if meta["secret"]:
                 value = "<set>" if value else "<unset>"
+            elif key == "database.url":
+                value = make_url(value).render_as_string(hide_password=True)
             section, name = key.split(".")
             out.setdefault(section, {})[name] = value
         return out

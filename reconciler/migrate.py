@@ -67,8 +67,3 @@ def migrate(engine: Engine) -> list[Migration]:
             applied.append(migration)
     return applied
 
-
-def pending_migrations(engine: Engine) -> list[Migration]:
-    with engine.connect() as conn:
-        done = applied_versions(conn)
-    return [m for m in available_migrations(engine.dialect.name) if m.version not in done]

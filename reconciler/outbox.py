@@ -209,6 +209,3 @@ class Batch:
     def __exit__(self, *exc_info: object) -> None:
         self.result = self.outbox.finalise(self._outcomes)
         self.outbox.release([r["id"] for r in self.rows if r["id"] not in self._started])
-
-    def __len__(self) -> int:
-        return len(self.rows)

@@ -86,10 +86,12 @@ def test_a_secret_written_into_the_file_is_refused_without_echoing_it(tmp_path):
 
 def test_check_config_never_prints_secrets(tmp_path):
     path = write(tmp_path, "mtn:\n  api_key: ${MTN_KEY}\n")
-    result = CliRunner().invoke(cli, ["--config", str(path), "check-config"], env={"MTN_KEY": "sk-live-998877"})
+    result = CliRunner().invoke(cli, ["--config", str(path), "check-config"], env={
+        "MTN_KEY": "sk-live-998877", "RECONCILER_DATABASE_URL": "postgresql://shop:pg-pass-4411@db/orders"})
     assert result.exit_code == 0
-    assert "sk-live-998877" not in result.output
+    assert "sk-live-998877" not in result.output and "pg-pass-4411" not in result.output
     assert '"api_key": "<set>"' in result.output
+    assert "postgresql://shop:***@db/orders" in result.output
 
 
 def test_a_bad_config_stops_any_command_with_exit_2_and_one_line(tmp_path):
