@@ -232,7 +232,8 @@ def test_four_worker_processes_claim_every_row_exactly_once(engine, db_url, cloc
         assert w.exitcode == 0
     counts = Counter(i for ids in claimed for i in ids)
     assert len(counts) == 10000 and set(counts.values()) == {1}
-    assert all(len(ids) > 0 for ids in claimed), "every worker took part"
+    if engine.dialect.name == "postgresql":  # SQLite's one write lock promises no fairness between processes
+        assert all(len(ids) > 0 for ids in claimed), "every worker took part"
     with engine.connect() as conn:
         assert conn.scalar(text("SELECT count(*) FROM mtn_orders WHERE status = 'completed'")) == 10000
         claims_per_row = conn.execute(text(
