@@ -1,10 +1,11 @@
-"""Refresh the outbox gauges (rows by status, oldest queued age) from the database."""
+"""Refresh the gauges read from the database: outbox rows by status, oldest queued age, paused endpoints."""
 from __future__ import annotations
 
 from reconciler import metrics
 from reconciler.job import JobContext
 from reconciler.outbox import table_stats
 from reconciler.schema import STATUSES_BY_TABLE
+from reconciler.webhook_endpoints import paused_count
 
 
 def run(ctx: JobContext) -> None:
@@ -14,3 +15,4 @@ def run(ctx: JobContext) -> None:
         for status in STATUSES_BY_TABLE[outbox.name]:
             metrics.OUTBOX_ROWS.labels(outbox.name, status).set(stats.counts.get(status, 0))
         metrics.OUTBOX_OLDEST_QUEUED_AGE.labels(outbox.name).set(stats.oldest_queued_age_seconds)
+    metrics.WEBHOOK_ENDPOINTS_PAUSED.set(paused_count(ctx.engine, now))

@@ -107,7 +107,7 @@ def status(app: App, as_json: bool) -> None:
 @click.pass_obj
 def run(app: App) -> None:
     """Run the daemon until SIGTERM or SIGINT."""
-    from jobs import engine_jobs
+    from jobs import default_jobs
     from reconciler.admin import AdminServer, database_reachable
     from reconciler.daemon import Daemon, new_worker_id
     from reconciler.job import JobContext
@@ -126,7 +126,7 @@ def run(app: App) -> None:
     worker_id = new_worker_id()
     ctx = JobContext(config=config, engine=engine, worker_id=worker_id,
                      outboxes=build_outboxes(config, engine, worker_id), stop=stop, clock=utcnow)
-    daemon = Daemon(ctx, engine_jobs(config))
+    daemon = Daemon(ctx, default_jobs(config))
     admin = AdminServer(config.admin.host, config.admin.port, alive=daemon.is_alive,
                         ready=lambda: database_reachable(engine)).start()
     logging.getLogger("reconciler").info("admin listener on %s:%d", config.admin.host, admin.port)

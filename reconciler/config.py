@@ -42,6 +42,10 @@ def _db_url(value: str) -> bool:
     return value.startswith(("sqlite", "postgresql"))
 
 
+def _signature_style(value: str) -> bool:
+    return value in ("standard", "sha256")
+
+
 def _schedule(value: tuple[float, ...]) -> bool:
     return len(value) > 0 and all(v > 0 for v in value)
 
@@ -89,7 +93,10 @@ class ZohoConfig:
 @dataclass(frozen=True)
 class PartnerConfig:
     webhook_url: str = _setting("", "where T2Mobile receives order events", _http_url, "must be an http(s) URL")
-    webhook_secret: str = _setting("", "whsec_... secret that signs partner webhooks", secret=True)
+    webhook_secret: str = _setting("", "whsec_... secret that signs partner webhooks (two, space-separated, while rotating)",
+                                   secret=True)
+    signature: str = _setting("standard", "standard (Standard Webhooks) or sha256 (X-Webhook-Signature: sha256=<hex>)",
+                              _signature_style, "must be standard or sha256")
     retry_schedule_seconds: tuple[float, ...] = _setting((30.0, 120.0, 300.0, 600.0, 1200.0), "delays between delivery attempts; then dead",
                                                    _schedule, "must be a non-empty list of numbers > 0")
 
@@ -97,6 +104,19 @@ class PartnerConfig:
 @dataclass(frozen=True)
 class NotifyConfig:
     webhook_secret: str = _setting("", "whsec_... secret that signs events sent to an order's notify_url", secret=True)
+    signature: str = _setting("standard", "standard (Standard Webhooks) or sha256 (X-Webhook-Signature: sha256=<hex>)",
+                              _signature_style, "must be standard or sha256")
+
+
+@dataclass(frozen=True)
+class WebhooksConfig:
+    poll_interval_seconds: float = _setting(1.0, "how often due deliveries are looked for", _positive, "must be > 0")
+    connect_timeout_seconds: float = _setting(5.0, "connect timeout of one delivery", _positive, "must be > 0")
+    timeout_seconds: float = _setting(15.0, "total time one delivery may take", _positive, "must be > 0")
+    breaker_failures: int = _setting(5, "consecutive failures that pause an endpoint", _positive, "must be > 0")
+    breaker_pause_seconds: float = _setting(60.0, "first pause of a failing endpoint; doubles while probes fail (max 1 h)",
+                                            _positive, "must be > 0")
+    max_per_second: float = _setting(10.0, "deliveries per second to one endpoint, per process", _positive, "must be > 0")
 
 
 @dataclass(frozen=True)
@@ -132,6 +152,7 @@ class Config:
     zoho: ZohoConfig = field(default_factory=ZohoConfig)
     partner: PartnerConfig = field(default_factory=PartnerConfig)
     notify: NotifyConfig = field(default_factory=NotifyConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     receiver: ReceiverConfig = field(default_factory=ReceiverConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)

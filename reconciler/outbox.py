@@ -19,6 +19,7 @@ from sqlalchemy import Engine, RowMapping, Table, func, select, update
 
 from reconciler import metrics
 from reconciler.clock import Clock, utcnow
+from reconciler.events import Event, emit_events
 from reconciler.outbox_queries import IN_FLIGHT_SQL, QUEUED_SQL, Transition, queries_for, record_history
 from reconciler.schema import DEAD, IN_DOUBT, IN_FLIGHT, QUEUED
 
@@ -31,6 +32,7 @@ class Outcome:
     status: str
     cause: str
     fields: Mapping[str, Any] = field(default_factory=dict)
+    events: tuple[Event, ...] = ()  # queued for delivery only if this outcome is written
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,7 @@ class Outbox:
         with self.engine.begin() as conn:
             for fields, group in groups.items():
                 owned.update(self._queries.finalise(conn, group, fields, self.worker_id, now))
+            emit_events(conn, self.name, [e for o in by_id.values() if o.row_id in owned for e in o.events], now)
         for status, count in Counter(by_id[row_id].status for row_id in owned).items():
             metrics.OUTBOX_FINALISED.labels(self.name, status).inc(count)
         lost = sorted(set(by_id) - owned)
@@ -105,14 +108,23 @@ class Outbox:
             metrics.OUTBOX_FENCED.labels(self.name).inc(len(lost))
         return FinaliseResult(sorted(owned), lost)
 
-    def retry(self, row: Mapping[str, Any], error: str, cause: str = "retry") -> Outcome:
-        """Queue the row again after the schedule's next delay with jitter, or `dead` when it has run out."""
+    def retry(self, row: Mapping[str, Any], error: str, cause: str = "retry",
+              delay_seconds: float | None = None) -> Outcome:
+        """Queue the row again after the schedule's next delay with jitter (or the delay the other side
+        asked for, e.g. Retry-After), or `dead` when the schedule has run out."""
         attempts = row["attempts"]
         if attempts > len(self.retry_schedule):
             return Outcome(row["id"], DEAD, "retries_exhausted", {"last_error": error})
-        delay = self.retry_schedule[attempts - 1] * (1 + self.jitter * (2 * self.rng() - 1))
+        if delay_seconds is None:
+            delay_seconds = self.retry_schedule[attempts - 1] * (1 + self.jitter * (2 * self.rng() - 1))
         return Outcome(row["id"], QUEUED, cause,
-                       {"last_error": error, "next_attempt_at": self.clock() + timedelta(seconds=delay)})
+                       {"last_error": error, "next_attempt_at": self.clock() + timedelta(seconds=delay_seconds)})
+
+    @staticmethod
+    def defer(row: Mapping[str, Any], until: datetime, cause: str, error: str | None = None) -> Outcome:
+        """Back to the queue until `until` without spending an attempt: the row was not at fault."""
+        return Outcome(row["id"], QUEUED, cause,
+                       {"next_attempt_at": until, "attempts": row["attempts"] - 1, "last_error": error})
 
     # -- hand back ---------------------------------------------------------------------------
 
@@ -166,6 +178,19 @@ class Outbox:
         return [row_id for row_id, *_ in rescued]
 
 
+def requeue(engine: Engine, table: Table, row_ids: Sequence[int], actor: str, cause: str,
+            now: datetime) -> list[int]:
+    """A person's decision to try again now, with a fresh retry budget; rows in flight are left alone."""
+    t = table
+    with engine.begin() as conn:
+        before = dict(conn.execute(select(t.c.id, t.c.status).where(
+            t.c.id.in_(list(row_ids)), t.c.status != IN_FLIGHT_SQL)).all())
+        conn.execute(update(t).where(t.c.id.in_(list(before)), t.c.status != IN_FLIGHT_SQL).values(
+            status=QUEUED, attempts=0, next_attempt_at=now, last_error=None, updated_at=now))
+        record_history(conn, t.name, [(i, s, QUEUED, cause) for i, s in before.items()], actor, now)
+    return sorted(before)
+
+
 def table_stats(engine: Engine, table: Table, now: datetime) -> TableStats:
     """Rows by status and how long the longest-waiting due row has waited (read through the claim index)."""
     t = table
@@ -204,7 +229,13 @@ class Batch:
             yield row
 
     def record(self, outcome: Outcome) -> None:
+        """Keep the outcome; all recorded outcomes are finalised together when the batch ends."""
         self._outcomes.append(outcome)
+
+    def finish(self, outcome: Outcome) -> bool:
+        """Finalise one row at once, for work whose repetition after a crash must stay within one row
+        (a webhook POST). False when the lease had been lost and the outcome was not written."""
+        return not self.outbox.finalise([outcome]).lost
 
     def __exit__(self, *exc_info: object) -> None:
         self.result = self.outbox.finalise(self._outcomes)

@@ -116,6 +116,7 @@ webhook_deliveries = Table(
     Column("id", ID, Identity(), primary_key=True),
     Column("event_id", Text, nullable=False, unique=True),
     Column("event_type", Text, nullable=False),
+    Column("audience", Text, nullable=False),
     Column("order_table", Text, nullable=False),
     Column("order_ref", Text, nullable=False),
     Column("sequence", Integer, nullable=False),
@@ -128,6 +129,33 @@ webhook_deliveries = Table(
     _status_check("webhook_deliveries", DELIVERY_STATUSES),
     *_lease_indexes("webhook_deliveries"),
     Index("webhook_deliveries_order_idx", "order_table", "order_ref", "sequence", unique=True),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts", metadata,
+    Column("id", ID, Identity(), primary_key=True),
+    Column("delivery_id", BigInteger().with_variant(Integer, "sqlite"), ForeignKey("webhook_deliveries.id"),
+           nullable=False),
+    Column("event_id", Text, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("endpoint_url", Text, nullable=False),
+    Column("status_code", Integer),
+    Column("latency_ms", Integer, nullable=False),
+    Column("error_class", Text),
+    Column("response_excerpt", Text),
+    Column("worker_id", Text, nullable=False),
+    Column("attempted_at", UTCDateTime, nullable=False),
+    Index("webhook_attempts_delivery_idx", "delivery_id"),
+)
+
+webhook_endpoints = Table(
+    "webhook_endpoints", metadata,
+    Column("url", Text, primary_key=True),
+    Column("consecutive_failures", Integer, nullable=False, server_default=text("0")),
+    Column("paused_until", UTCDateTime),
+    Column("disabled_at", UTCDateTime),
+    Column("disabled_reason", Text),
+    Column("updated_at", UTCDateTime, nullable=False, server_default=NOW),
 )
 
 api_calls = Table(

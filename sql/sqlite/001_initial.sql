@@ -75,6 +75,7 @@ CREATE TABLE webhook_deliveries (
     id            INTEGER NOT NULL PRIMARY KEY,
     event_id      TEXT NOT NULL UNIQUE,      -- msg_...: the webhook-id, stable across retries
     event_type    TEXT NOT NULL,
+    audience      TEXT NOT NULL,             -- partner or notify: which secret signs it
     order_table   TEXT NOT NULL,
     order_ref     TEXT NOT NULL,
     sequence      INTEGER NOT NULL,          -- per order, so receivers can order and dedupe
@@ -99,6 +100,32 @@ CREATE INDEX webhook_deliveries_claim_idx ON webhook_deliveries (next_attempt_at
 -- The rescuer finds expired leases here.
 CREATE INDEX webhook_deliveries_lease_idx ON webhook_deliveries (locked_until) WHERE status = 'in_flight';
 CREATE UNIQUE INDEX webhook_deliveries_order_idx ON webhook_deliveries (order_table, order_ref, sequence);
+
+-- Every delivery attempt of an outgoing webhook: what the endpoint answered and how fast.
+CREATE TABLE webhook_attempts (
+    id               INTEGER NOT NULL PRIMARY KEY,
+    delivery_id      INTEGER NOT NULL REFERENCES webhook_deliveries (id),
+    event_id         TEXT NOT NULL,
+    attempt          INTEGER NOT NULL,
+    endpoint_url     TEXT NOT NULL,
+    status_code      INTEGER,
+    latency_ms       INTEGER NOT NULL,
+    error_class      TEXT,                   -- timeout, connection, http_5xx, http_4xx, redirect, ...
+    response_excerpt TEXT,
+    worker_id        TEXT NOT NULL,
+    attempted_at     DATETIME NOT NULL
+);
+CREATE INDEX webhook_attempts_delivery_idx ON webhook_attempts (delivery_id);
+
+-- Per-endpoint delivery state shared by all replicas: circuit breaker and 410-disabled endpoints.
+CREATE TABLE webhook_endpoints (
+    url                   TEXT NOT NULL PRIMARY KEY,
+    consecutive_failures  INTEGER NOT NULL DEFAULT 0,
+    paused_until          DATETIME,
+    disabled_at           DATETIME,
+    disabled_reason       TEXT,
+    updated_at            DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP
+);
 
 -- Audit of every provider request and response, secrets redacted.
 CREATE TABLE api_calls (

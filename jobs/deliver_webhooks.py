@@ -1,0 +1,122 @@
+"""Deliver queued webhook events: claim a batch, sign and POST each one, record the attempt and its outcome.
+
+Each delivery is finalised as soon as its POST returns, so a crash can repeat at most the one in flight.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from datetime import datetime, timedelta
+from typing import Mapping
+
+from reconciler import metrics
+from reconciler.clock import utcnow
+from reconciler.config import Config
+from reconciler.deliveries import log_attempt
+from reconciler.events import NOTIFY, PARTNER
+from reconciler.job import JobContext
+from reconciler.outbox import Batch, Outbox, Outcome
+from reconciler.rate_limit import PerKeyRateLimiter
+from reconciler.schema import DEAD, webhook_deliveries
+from reconciler.signing import signature_headers
+from reconciler.webhook_endpoints import EndpointState, disable, load_states, record_result
+from reconciler.webhook_sender import AttemptResult, WebhookSender
+
+log = logging.getLogger(__name__)
+DELIVERED = "delivered"
+
+
+class DeliverWebhooks:
+    """The job; it keeps one HTTP session and the per-endpoint rate limits between runs."""
+
+    def __init__(self, config: Config) -> None:
+        self.settings = config.webhooks
+        self.signing = {PARTNER: (config.partner.signature, config.partner.webhook_secret, "partner.webhook_secret"),
+                        NOTIFY: (config.notify.signature, config.notify.webhook_secret, "notify.webhook_secret")}
+        self.sender = WebhookSender(self.settings.connect_timeout_seconds, self.settings.timeout_seconds)
+        self.rate_limiter = PerKeyRateLimiter(self.settings.max_per_second)
+
+    def run(self, ctx: JobContext) -> None:
+        outbox = ctx.outboxes[webhook_deliveries.name]
+        while not ctx.stop.is_set():
+            with outbox.claim_batch(ctx.config.daemon.batch_size, ctx.stop) as batch:
+                if not batch.rows:
+                    return
+                states = load_states(ctx.engine, {row["endpoint_url"] for row in batch.rows})
+                for delivery in batch:
+                    url = delivery["endpoint_url"]
+                    states[url] = self.deliver(ctx, outbox, batch, delivery, states[url])
+
+    def deliver(self, ctx: JobContext, outbox: Outbox, batch: Batch, delivery: Mapping,
+                endpoint: EndpointState) -> EndpointState:
+        """Send one delivery (or hold it back), finalise its outcome now; returns the endpoint's new state."""
+        outcome, endpoint = self.attempt(ctx, outbox, delivery, endpoint)
+        if batch.finish(outcome):
+            metrics.WEBHOOK_DELIVERIES.labels(outcome_kind(outcome)).inc()
+        return endpoint
+
+    def attempt(self, ctx: JobContext, outbox: Outbox, delivery: Mapping,
+                endpoint: EndpointState) -> tuple[Outcome, EndpointState]:
+        now = ctx.clock()
+        url = delivery["endpoint_url"]
+        style, secrets, secret_key = self.signing[delivery["audience"]]
+        if endpoint.disabled_at is not None:
+            return Outcome(delivery["id"], DEAD, "endpoint_disabled",
+                           {"last_error": "endpoint disabled after 410 Gone"}), endpoint
+        if endpoint.paused(now):
+            return outbox.defer(delivery, endpoint.paused_until, "endpoint_paused"), endpoint
+        if not secrets:
+            log.error("cannot sign %s: %s is not set; delivery held back", delivery["event_id"], secret_key)
+            hold = now + timedelta(seconds=self.settings.breaker_pause_seconds)
+            return outbox.defer(delivery, hold, "unsigned", f"{secret_key} is not set"), endpoint
+        if not self.rate_limiter.allow(url, now):
+            wait = now + timedelta(seconds=self.rate_limiter.interval_seconds)
+            return outbox.defer(delivery, wait, "endpoint_rate_limited"), endpoint
+
+        body = delivery["payload"]
+        headers = signature_headers(style, secrets, delivery["event_id"], body, utcnow())  # the real send time
+        result = self.sender.send(url, body.encode(), headers)
+        self._log(ctx, delivery, result, now)
+        if result.delivered:
+            endpoint = self._record(ctx, url, True, now)
+            outcome = Outcome(delivery["id"], DELIVERED, "delivered", {"delivered_at": now, "last_error": None})
+        elif result.error_class == "gone":
+            disable(ctx.engine, url, f"410 Gone at {now.isoformat()}", now)
+            outcome = Outcome(delivery["id"], DEAD, "endpoint_gone", {"last_error": "410 Gone: endpoint disabled"})
+        else:
+            error = describe(result)
+            probing = endpoint.breaker_open(self.settings.breaker_failures)
+            if result.error_class != "rate_limited":  # a 429 says busy, not broken
+                endpoint = self._record(ctx, url, False, now)
+            if probing and endpoint.paused(now):
+                # The endpoint is down, not this event: wait for the next probe, keep the retry budget.
+                outcome = outbox.defer(delivery, endpoint.paused_until, "probe_failed", error)
+            else:
+                outcome = outbox.retry(delivery, error, delay_seconds=result.retry_after_seconds)
+        return dataclasses.replace(outcome, fields={**outcome.fields, "last_status_code": result.status_code}), endpoint
+
+    def _record(self, ctx: JobContext, url: str, delivered: bool, now: datetime) -> EndpointState:
+        return record_result(ctx.engine, url, delivered, now, self.settings.breaker_failures,
+                             self.settings.breaker_pause_seconds)
+
+    @staticmethod
+    def _log(ctx: JobContext, delivery: Mapping, result: AttemptResult, now: datetime) -> None:
+        metrics.WEBHOOK_ATTEMPTS.labels(result.error_class or "ok").inc()
+        metrics.WEBHOOK_DELIVERY_DURATION.observe(result.latency_ms / 1000)
+        log_attempt(ctx.engine, delivery_id=delivery["id"], event_id=delivery["event_id"],
+                    attempt=delivery["attempts"], endpoint_url=delivery["endpoint_url"],
+                    status_code=result.status_code, latency_ms=result.latency_ms, error_class=result.error_class,
+                    response_excerpt=result.response_excerpt, worker_id=ctx.worker_id, attempted_at=now)
+
+
+def outcome_kind(outcome: Outcome) -> str:
+    if outcome.status in (DELIVERED, DEAD):
+        return outcome.status
+    return "retry" if outcome.cause == "retry" else "deferred"
+
+
+def describe(result: AttemptResult) -> str:
+    if result.status_code is None:
+        return result.error_class or "error"
+    excerpt = " ".join(result.response_excerpt.split())[:200]
+    return f"HTTP {result.status_code}" + (f": {excerpt}" if excerpt else "")
