@@ -81,7 +81,7 @@ class DeliverWebhooks:
             endpoint = self._record(ctx, url, True, now)
             outcome = Outcome(delivery["id"], DELIVERED, "delivered", {"delivered_at": now, "last_error": None})
         elif result.error_class == "gone":
-            disable(ctx.engine, url, f"410 Gone at {now.isoformat()}", now)
+            endpoint = disable(ctx.engine, url, f"410 Gone at {now.isoformat()}", now)
             outcome = Outcome(delivery["id"], DEAD, "endpoint_gone", {"last_error": "410 Gone: endpoint disabled"})
         else:
             error = describe(result)

@@ -64,11 +64,14 @@ def record_result(engine: Engine, url: str, delivered: bool, now: datetime, thre
     return state
 
 
-def disable(engine: Engine, url: str, reason: str, now: datetime) -> None:
+def disable(engine: Engine, url: str, reason: str, now: datetime) -> EndpointState:
     with engine.begin() as conn:
         _ensure(conn, url, now)
-        conn.execute(update(endpoints).where(endpoints.c.url == url)
-                     .values(disabled_at=now, disabled_reason=reason, updated_at=now))
+        return EndpointState(*conn.execute(
+            update(endpoints).where(endpoints.c.url == url)
+            .values(disabled_at=now, disabled_reason=reason, updated_at=now)
+            .returning(endpoints.c.url, endpoints.c.consecutive_failures, endpoints.c.paused_until,
+                       endpoints.c.disabled_at)).one())
 
 
 def enable(engine: Engine, urls: Iterable[str], now: datetime) -> list[str]:

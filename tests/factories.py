@@ -1,10 +1,17 @@
-"""Rows as a shop system writes them: only the shop's own columns, the daemon's have defaults."""
+"""Test data made the way the system makes it: shop rows with only the shop's columns, events through
+emit_events, job contexts through build_outboxes."""
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 
 from sqlalchemy import Engine, insert
 
+from reconciler.clock import Clock
+from reconciler.config import Config
+from reconciler.events import Event, emit_events
+from reconciler.job import JobContext
+from reconciler.outboxes import build_outboxes
 from reconciler.schema import mtn_orders
 
 
@@ -16,3 +23,14 @@ def add_mtn_orders(engine: Engine, count: int, due_at: datetime | None = None, p
             row["next_attempt_at"] = due_at
     with engine.begin() as conn:
         return list(conn.scalars(insert(mtn_orders).returning(mtn_orders.c.id), rows))
+
+
+def job_context(engine: Engine, config: Config, clock: Clock, worker: str = "test-worker") -> JobContext:
+    return JobContext(config=config, engine=engine, worker_id=worker, stop=threading.Event(), clock=clock,
+                      outboxes=build_outboxes(config, engine, worker, clock))
+
+
+def queue_events(engine: Engine, events: list[Event], at: datetime, order_table: str = "mtn_orders") -> list[str]:
+    """Events as a job emits them: inside a transaction of its own state change."""
+    with engine.begin() as conn:
+        return emit_events(conn, order_table, events, at)
