@@ -4,46 +4,16 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import sys
 import threading
-from pathlib import Path
 
 import click
-from sqlalchemy import Engine
 
+from reconciler.cli_support import App
+from reconciler.cli_webhooks import webhooks
 from reconciler.clock import utcnow
-from reconciler.config import Config, ConfigError, load_config
-from reconciler.db import make_engine
 from reconciler.migrate import migrate
 from reconciler.outbox import table_stats
 from reconciler.schema import DEAD, OUTBOX_TABLES, STATUSES_BY_TABLE
-
-DEFAULT_CONFIG = Path("config.yaml")
-
-
-class App:
-    """What every command needs, loaded on first use so `--help` works whatever the config says."""
-
-    def __init__(self, config_path: str | None) -> None:
-        self.config_path = config_path
-        self._config: Config | None = None
-
-    @property
-    def config(self) -> Config:
-        if self._config is None:
-            path = self.config_path
-            if path is None and DEFAULT_CONFIG.exists():
-                path = str(DEFAULT_CONFIG)
-            try:
-                self._config = load_config(path)
-            except ConfigError as exc:
-                click.echo(f"config error: {exc}", err=True)
-                sys.exit(2)
-        return self._config
-
-    def engine(self) -> Engine:
-        return make_engine(self.config.database.url)
-
 
 @click.group()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="RECONCILER_CONFIG",
@@ -134,6 +104,9 @@ def run(app: App) -> None:
         daemon.run()
     finally:
         admin.stop()
+
+
+cli.add_command(webhooks)
 
 
 def main() -> None:
