@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
 import requests
+from urllib3.util import Timeout
 
 EXCERPT_BYTES = 512
 MAX_RETRY_AFTER_SECONDS = 24 * 3600
@@ -31,7 +32,8 @@ class AttemptResult:
 
 class WebhookSender:
     def __init__(self, connect_timeout_seconds: float, timeout_seconds: float) -> None:
-        self.timeouts = (connect_timeout_seconds, timeout_seconds)
+        # total, not per-read: an endpoint trickling bytes cannot hold a delivery past the limit
+        self.timeouts = Timeout(connect=connect_timeout_seconds, total=timeout_seconds)
         self.session = requests.Session()
 
     def send(self, url: str, body: bytes, headers: dict[str, str]) -> AttemptResult:
