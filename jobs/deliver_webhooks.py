@@ -39,7 +39,8 @@ class DeliverWebhooks:
     def run(self, ctx: JobContext) -> None:
         outbox = ctx.outboxes[webhook_deliveries.name]
         while not ctx.stop.is_set():
-            with outbox.claim_batch(ctx.config.daemon.batch_size, ctx.stop) as batch:
+            reserve = self.settings.connect_timeout_seconds + self.settings.timeout_seconds
+            with outbox.claim_batch(ctx.config.daemon.batch_size, ctx.stop, reserve_seconds=reserve) as batch:
                 if not batch.rows:
                     return
                 states = load_states(ctx.engine, {row["endpoint_url"] for row in batch.rows})

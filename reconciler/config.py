@@ -266,9 +266,17 @@ def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | 
             raise ConfigError(f"{key}: {meta['rule']}, got {shown}")
         sections.setdefault(section, {})[name] = value
 
-    return Config(**{
-        f.name: f.default_factory(**sections[f.name]) for f in fields(Config)
-    })
+    config = Config(**{f.name: f.default_factory(**sections[f.name]) for f in fields(Config)})
+    _check_relations(config)
+    return config
+
+
+def _check_relations(config: Config) -> None:
+    """Rules between keys. A lease must outlast one unit of work, or no work would ever start."""
+    delivery = config.webhooks.connect_timeout_seconds + config.webhooks.timeout_seconds
+    if config.daemon.lease_seconds <= delivery:
+        raise ConfigError(f"daemon.lease_seconds: must be longer than webhooks.connect_timeout_seconds + "
+                          f"webhooks.timeout_seconds ({delivery:g}), got {config.daemon.lease_seconds:g}")
 
 
 def _read_file(path: Path) -> dict[str, Any]:

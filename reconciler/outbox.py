@@ -82,8 +82,9 @@ class Outbox:
         metrics.OUTBOX_CLAIMED.labels(self.name).inc(len(rows))
         return rows
 
-    def claim_batch(self, limit: int, stop: threading.Event) -> "Batch":
-        return Batch(self, self.claim(limit), stop)
+    def claim_batch(self, limit: int, stop: threading.Event, reserve_seconds: float = 0.0) -> "Batch":
+        """Claim rows to work through one by one; see Batch for `reserve_seconds`."""
+        return Batch(self, self.claim(limit), stop, reserve_seconds)
 
     # -- finalise ----------------------------------------------------------------------------
 
@@ -207,13 +208,18 @@ def table_stats(engine: Engine, table: Table, now: datetime) -> TableStats:
 
 class Batch:
     """The rows of one claim. Iterate to start them one by one; record each outcome; on exit the
-    outcomes are finalised together and rows never started (shutdown) are handed back at once.
-    A row started but never recorded (the handler raised) keeps its lease for the rescuer."""
+    outcomes are finalised together and rows never started are handed back at once.
 
-    def __init__(self, outbox: Outbox, rows: list[RowMapping], stop: threading.Event) -> None:
+    A row is not started on shutdown, nor when less than `reserve_seconds` of its lease is left: work
+    that could outlive the lease might be rescued and done twice. A row started but never recorded
+    (the handler raised) keeps its lease for the rescuer."""
+
+    def __init__(self, outbox: Outbox, rows: list[RowMapping], stop: threading.Event,
+                 reserve_seconds: float = 0.0) -> None:
         self.outbox = outbox
         self.rows = rows
         self.stop = stop
+        self.reserve = timedelta(seconds=reserve_seconds)
         self._started: set[int] = set()
         self._outcomes: list[Outcome] = []
         self.result = FinaliseResult([], [])
@@ -223,7 +229,7 @@ class Batch:
 
     def __iter__(self) -> Iterator[RowMapping]:
         for row in self.rows:
-            if self.stop.is_set():
+            if self.stop.is_set() or self.outbox.clock() + self.reserve >= row["locked_until"]:
                 return
             self._started.add(row["id"])
             yield row

@@ -70,6 +70,7 @@ def test_env_references_and_overrides(tmp_path):
     ("mtn:\n  timeout: 3\n", {}, "mtn.timeout: unknown setting"),
     ("daemon: [1, 2]\n", {}, "daemon: must be a mapping of settings"),
     ("daemon:\n  batch_size: 10\n", {"RECONCILER_DAEMON_LEASE_SECONDS": "-1"}, "daemon.lease_seconds: must be > 0"),
+    ("daemon:\n  lease_seconds: 10\n", {}, "daemon.lease_seconds: must be longer than webhooks.connect_timeout"),
 ])
 def test_a_bad_value_names_its_key(tmp_path, body, env, message):
     with pytest.raises(ConfigError) as caught:

@@ -153,6 +153,17 @@ def test_batch_stops_starting_rows_on_shutdown_and_hands_back_the_rest(engine, c
     assert [row(engine, i)["status"] for i in ids] == ["submitted"] * 2 + ["queued"] * 3
 
 
+def test_batch_starts_no_row_it_could_not_finish_within_the_lease(engine, clock):
+    ids = add_mtn_orders(engine, 3, due_at=clock.now)
+    box = outbox(engine, clock)  # 60 s leases
+    with box.claim_batch(3, threading.Event(), reserve_seconds=15) as batch:
+        for order in batch:
+            clock.advance(50)  # slow work: after the first row only 10 s of lease remain
+            batch.record(Outcome(order["id"], "submitted", "accepted"))
+    assert [row(engine, i)["status"] for i in ids] == ["submitted", "queued", "queued"]
+    assert row(engine, ids[1])["attempts"] == 0
+
+
 def test_batch_leaves_a_row_whose_handler_raised_to_the_rescuer(engine, clock):
     ids = add_mtn_orders(engine, 3, due_at=clock.now)
     box = outbox(engine, clock, rescue_status="in_doubt")

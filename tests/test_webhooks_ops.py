@@ -112,10 +112,12 @@ partner:
 admin:
   port: 0
 daemon:
-  lease_seconds: 1
+  lease_seconds: 2
   rescue_interval_seconds: 0.2
 webhooks:
   poll_interval_seconds: 0.05
+  connect_timeout_seconds: 0.5
+  timeout_seconds: 1
 """)
     env = {**os.environ, "PARTNER_WEBHOOK_SECRET": new_secret()}
     ids = queue_events(engine, [Event("ORDER_FULFILLED", PARTNER, receiver.url(), "T2-9", {"n": i})
