@@ -1,0 +1,78 @@
+"""The MTN client: reading what the reseller really sends, and saying whether an order may exist."""
+from __future__ import annotations
+
+import socket
+import threading
+
+import pytest
+
+from reconciler.mtn_client import (
+    COMPLETED, FAILED, PROCESSING, MtnClient, MtnInDoubt, MtnUnreachable, canonical_status, history_entries,
+    parse_json, parse_order,
+)
+
+PHP_NOISE = "<br />\n<b>Warning</b>:  Undefined index: plan in /var/www/api/orders.php on line 12<br />\n"
+
+
+@pytest.mark.parametrize("body, expected", [
+    ('{"success":true,"order_id":7}', {"success": True, "order_id": 7}),
+    (PHP_NOISE + '{"success":true,"order_id":7}', {"success": True, "order_id": 7}),
+    ("<html><body>notice [1] {not json}</body></html>" + '[{"id":1}]', [{"id": 1}]),
+])
+def test_json_is_found_after_php_warnings_and_html(body, expected):
+    assert parse_json(body) == expected
+
+
+def test_a_body_without_json_is_an_error():
+    with pytest.raises(ValueError):
+        parse_json("<html>502 Bad Gateway</html>")
+
+
+@pytest.mark.parametrize("document", [
+    [{"id": 1, "status": "success"}],
+    {"success": True, "data": [{"id": 1, "status": "success"}]},
+    {"orders": [{"id": 1, "status": "success"}]},
+    {"success": True, "data": {"orders": [{"id": 1, "status": "success"}]}},
+])
+def test_history_is_read_in_every_envelope(document):
+    assert [parse_order(e).id for e in history_entries(document)] == ["1"]
+
+
+@pytest.mark.parametrize("words, status", [
+    (("success", "delivered", "fulfilled", "sent", "Successful", "COMPLETED"), COMPLETED),
+    (("error", "cancelled", "rejected", "expired", "refunded", "Failed"), FAILED),
+    (("queued", "in_progress", "submitted", "pending", "in progress", "something new", None), PROCESSING),
+])
+def test_status_synonyms(words, status):
+    assert {canonical_status(w) for w in words} == {status}
+
+
+def test_an_order_entry_is_read_whatever_the_size_unit():
+    order = parse_order({"id": 99, "status": "delivered", "recipient_phone": "0241234567", "network": "MTN",
+                         "size_gb": 2})
+    assert (order.id, order.status, order.raw_status, order.size_mb) == ("99", COMPLETED, "delivered", 2000)
+
+
+def test_a_refused_connection_proves_the_order_was_not_sent():
+    client = MtnClient("http://127.0.0.1:1", "key", timeout_seconds=1)
+    with pytest.raises(MtnUnreachable):
+        client.create_order("0241234567", "MTN", 1)
+
+
+def test_a_connection_closed_after_sending_leaves_the_order_in_doubt():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def read_then_hang_up():
+        conn, _ = listener.accept()
+        conn.recv(65536)  # the request arrived: the provider may have acted on it
+        conn.close()
+
+    threading.Thread(target=read_then_hang_up, daemon=True).start()
+    client = MtnClient(f"http://127.0.0.1:{listener.getsockname()[1]}", "key", timeout_seconds=5)
+    try:
+        with pytest.raises(MtnInDoubt):
+            client.create_order("0241234567", "MTN", 1)
+    finally:
+        listener.close()
