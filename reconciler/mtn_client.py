@@ -16,6 +16,8 @@ from typing import Any, Callable
 import requests
 from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnectionError
 
+from reconciler.api_audit import ApiCall
+
 PROVIDER = "mtn"
 PROCESSING, COMPLETED, FAILED = "processing", "completed", "failed"
 STATUS_WORDS = {
@@ -71,19 +73,6 @@ class ProviderOrder:
     message: str
     created_at: str
     updated_at: str
-
-
-@dataclass(frozen=True)
-class ApiCall:
-    """One request and its answer, for the api_calls audit table: no headers, so no key."""
-    provider: str
-    method: str
-    url: str
-    request_body: str | None
-    status_code: int | None
-    response_body: str | None
-    error: str | None
-    duration_ms: int
 
 
 def canonical_status(word: object) -> str:

@@ -76,3 +76,24 @@ def test_a_connection_closed_after_sending_leaves_the_order_in_doubt():
             client.create_order("0241234567", "MTN", 1)
     finally:
         listener.close()
+
+
+def test_every_call_is_audited_without_the_api_key(engine):
+    from sqlalchemy import select
+
+    from reconciler.api_audit import audit_to
+    from reconciler.schema import api_calls
+    from webhook_receiver import Answer, Receiver
+
+    reseller = Receiver(lambda _: Answer(200, body=(PHP_NOISE + '{"success":true,"order_id":4321}').encode()))
+    try:
+        client = MtnClient(reseller.url(""), "sk-reseller-secret-77", timeout_seconds=5, audit=audit_to(engine))
+        assert client.create_order("0241234567", "MTN", 2) == "4321"
+        assert reseller.requests[0].headers["x-api-key"] == "sk-reseller-secret-77"
+    finally:
+        reseller.close()
+    with engine.connect() as conn:
+        [call] = conn.execute(select(api_calls)).mappings().all()
+    assert (call["provider"], call["method"], call["status_code"]) == ("mtn", "POST", 200)
+    assert call["url"].endswith("/api/orders") and '"order_id":4321' in call["response_body"]
+    assert "sk-reseller-secret-77" not in " ".join(str(v) for v in call.values())
