@@ -97,3 +97,48 @@ def test_every_call_is_audited_without_the_api_key(engine):
     assert (call["provider"], call["method"], call["status_code"]) == ("mtn", "POST", 200)
     assert call["url"].endswith("/api/orders") and '"order_id":4321' in call["response_body"]
     assert "sk-reseller-secret-77" not in " ".join(str(v) for v in call.values())
+
+
+@pytest.mark.parametrize("shape", ["bare", "data", "orders"])
+def test_the_client_reads_the_fake_reseller_through_its_noise(shape):
+    from reconciler.fakes.mtn import COMPLETED_WORDS, PHP_WARNING, FakeMtn, MtnFaults
+
+    faults = MtnFaults(noise_prefix=PHP_WARNING, history_shape=shape, balance_as_string=True,
+                       completed_words=COMPLETED_WORDS)
+    with FakeMtn(faults=faults, balance=100) as reseller:
+        client = MtnClient(reseller.url, reseller.api_key, timeout_seconds=5)
+        order_id = client.create_order("0241234567", "MTN", 2)
+        reseller.process_pending()
+        [order] = client.history()
+        assert (order.id, order.status, order.recipient_phone) == (order_id, COMPLETED, "0241234567")
+        assert client.balance() == 90
+
+
+def test_a_timeout_after_the_reseller_created_the_order_is_in_doubt():
+    from reconciler.fakes.mtn import FakeMtn, MtnFaults
+
+    with FakeMtn(faults=MtnFaults(timeout_after_create=1, timeout_sleep_seconds=2)) as reseller:
+        client = MtnClient(reseller.url, reseller.api_key, timeout_seconds=0.3)
+        with pytest.raises(MtnInDoubt):
+            client.create_order("0241234567", "MTN", 1)
+        assert [o.recipient_phone for o in client.history()] == ["0241234567"]  # it exists all the same
+
+
+@pytest.mark.parametrize("setup, error", [
+    (dict(api_key="other"), "MtnUnauthorised"),
+    (dict(balance=1), "MtnInsufficientBalance"),
+    (dict(plans=(5,)), "MtnRejected"),
+    (dict(faults_rate_limit=True), "MtnRateLimited"),
+    (dict(faults_5xx=True), "MtnInDoubt"),
+])
+def test_provider_errors_become_typed_errors(setup, error):
+    from reconciler import mtn_client
+    from reconciler.fakes.mtn import FakeMtn, MtnFaults
+
+    faults = MtnFaults(rate_limit_429_rate=1.0 if setup.pop("faults_rate_limit", False) else 0.0,
+                       error_5xx_rate=1.0 if setup.pop("faults_5xx", False) else 0.0)
+    with FakeMtn(faults=faults, **setup) as reseller:
+        client = MtnClient(reseller.url, "test-mtn-key", timeout_seconds=5)
+        with pytest.raises(getattr(mtn_client, error)):
+            client.create_order("0241234567", "MTN", 1)
+        assert reseller.created_count == 0
