@@ -81,7 +81,9 @@ def run(app: App) -> None:
     from reconciler.admin import AdminServer, database_reachable
     from reconciler.daemon import Daemon, new_worker_id
     from reconciler.job import JobContext
+    from reconciler.mtn_webhook import mtn_webhook_route
     from reconciler.outboxes import build_outboxes
+    from reconciler.public_listener import PublicListener
     from reconciler.startup import wait_for_schema
 
     config = app.config
@@ -99,10 +101,16 @@ def run(app: App) -> None:
     daemon = Daemon(ctx, default_jobs(config))
     admin = AdminServer(config.admin.host, config.admin.port, alive=daemon.is_alive,
                         ready=lambda: database_reachable(engine)).start()
-    logging.getLogger("reconciler").info("admin listener on %s:%d", config.admin.host, admin.port)
+    public = PublicListener(config.receiver.host, config.receiver.port, config.receiver.max_body_bytes, {
+        ("POST", "/api/webhook/mtn"): mtn_webhook_route(engine, config.mtn.webhook_secret),
+    }).start()
+    log = logging.getLogger("reconciler")
+    log.info("admin listener on %s:%d", config.admin.host, admin.port)
+    log.info("public listener on %s:%d", config.receiver.host, public.port)
     try:
         daemon.run()
     finally:
+        public.stop()
         admin.stop()
 
 

@@ -123,6 +123,7 @@ class WebhooksConfig:
 class ReceiverConfig:
     host: str = _setting("0.0.0.0", "public listener address (provider webhooks, partner intake)")
     port: int = _setting(8080, "public listener port", _port, "must be a port number 0-65535")
+    max_body_bytes: int = _setting(1_048_576, "largest request body accepted (413 above)", _positive, "must be > 0")
 
 
 @dataclass(frozen=True)

@@ -39,3 +39,8 @@ WEBHOOK_DELIVERY_DURATION = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0))
 WEBHOOK_ENDPOINTS_PAUSED = Gauge(
     "reconciler_webhook_endpoints_paused", "Endpoints whose circuit breaker currently pauses deliveries")
+
+INBOUND_WEBHOOKS = Counter(
+    "reconciler_inbound_webhooks_total",
+    "Provider webhooks received, by result (stored, duplicate, bad_signature, bad_request, not_configured)",
+    ["provider", "result"])

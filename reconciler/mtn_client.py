@@ -6,6 +6,8 @@ so every failure says whether the order may exist (`MtnInDoubt`) or certainly do
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import threading
 import time
@@ -200,6 +202,35 @@ class MtnClient:
             session = self._local.session = requests.Session()
             session.headers.update({"X-API-KEY": self.api_key, "Accept": "application/json"})
         return session
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    order: ProviderOrder
+    dedupe_key: str  # the same status change reported twice has the same key
+
+
+def verify_webhook_signature(secret: str, body: bytes, header: str | None) -> bool:
+    """`X-Webhook-Signature: sha256=<hex>` (prefix optional): HMAC-SHA256 of the raw body, compared in
+    constant time."""
+    if not secret or not header:
+        return False
+    given = header.strip()
+    if given.lower().startswith("sha256="):
+        given = given[len("sha256="):]
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, given.lower())
+
+
+def parse_webhook(body: bytes) -> WebhookEvent:
+    """An `order.status_changed` event; ValueError when it is not one we can use."""
+    document = parse_json(body.decode("utf-8", "replace"))
+    order = document.get("order") if isinstance(document, dict) else None
+    if not isinstance(order, dict) or order.get("id") is None:
+        raise ValueError("no order in the webhook")
+    parsed = parse_order(order)
+    key = f"{parsed.id}:{parsed.raw_status.lower()}:{parsed.updated_at or hashlib.sha256(body).hexdigest()}"
+    return WebhookEvent(parsed, key)
 
 
 def _transport_error(exc: requests.RequestException) -> MtnError:

@@ -142,7 +142,7 @@ def test_stop_finishes_the_row_in_flight_and_hands_back_unstarted_leases(engine,
 
 def test_reconciler_run_serves_probes_and_exits_0_on_sigterm(db_url, tmp_path):
     config = tmp_path / "config.yaml"
-    config.write_text(f"database:\n  url: {db_url}\nadmin:\n  port: 0\n")
+    config.write_text(f"database:\n  url: {db_url}\nadmin:\n  port: 0\nreceiver:\n  port: 0\n")
     daemon = subprocess.Popen([sys.executable, "-m", "reconciler", "--config", str(config), "run"],
                               stderr=subprocess.PIPE, text=True)
     try:

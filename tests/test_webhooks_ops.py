@@ -111,6 +111,8 @@ partner:
   retry_schedule_seconds: [0.2]
 admin:
   port: 0
+receiver:
+  port: 0
 daemon:
   lease_seconds: 2
   rescue_interval_seconds: 0.2
