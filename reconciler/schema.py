@@ -84,11 +84,18 @@ mtn_orders = Table(
     Column("size_gb", Integer),
     Column("notify_url", Text),
     *_lease_columns(),
+    Column("normalized_phone", Text),
     Column("provider_order_id", Text),
     Column("provider_status", Text),
     Column("reject_reason", Text),
+    Column("submitted_at", UTCDateTime),
+    Column("completed_at", UTCDateTime),
     _status_check("mtn_orders", ORDER_STATUSES),
     *_lease_indexes("mtn_orders"),
+    # Unsettled orders by recipient and size: what history matching and the one-in-flight rule look up.
+    Index("mtn_orders_unsettled_idx", "normalized_phone", "size_gb",
+          postgresql_where=text("status IN ('in_flight', 'in_doubt', 'submitted')"),
+          sqlite_where=text("status IN ('in_flight', 'in_doubt', 'submitted')")),
 )
 
 zoho_orders = Table(

@@ -28,15 +28,21 @@ CREATE TABLE mtn_orders (
     created_at       DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,
     updated_at       DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,
     -- daemon: what the provider said
+    normalized_phone  TEXT,                  -- 0XXXXXXXXX, what the reseller was sent
     provider_order_id TEXT,
     provider_status   TEXT,
     reject_reason     TEXT,
+    submitted_at      DATETIME,
+    completed_at      DATETIME,
     CONSTRAINT mtn_orders_status_check CHECK (status IN ('queued', 'in_flight', 'in_doubt', 'submitted', 'completed', 'failed', 'rejected', 'dead'))
 );
 -- The claim reads exactly this index: its cost is O(batch) however many rows are finished.
 CREATE INDEX mtn_orders_claim_idx ON mtn_orders (next_attempt_at, id) WHERE status = 'queued';
 -- The rescuer finds expired leases here.
 CREATE INDEX mtn_orders_lease_idx ON mtn_orders (locked_until) WHERE status = 'in_flight';
+-- Unsettled orders by recipient and size: what history matching and the one-in-flight rule look up.
+CREATE INDEX mtn_orders_unsettled_idx ON mtn_orders (normalized_phone, size_gb)
+    WHERE status IN ('in_flight', 'in_doubt', 'submitted');
 
 -- T2Mobile software licences fulfilled through Zoho Books sales orders.
 CREATE TABLE zoho_orders (
