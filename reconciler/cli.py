@@ -78,12 +78,12 @@ def status(app: App, as_json: bool) -> None:
 def run(app: App) -> None:
     """Run the daemon until SIGTERM or SIGINT."""
     from jobs import default_jobs
-    from reconciler.admin import AdminServer, database_reachable
+    from reconciler.admin import admin_listener, database_reachable
     from reconciler.daemon import Daemon, new_worker_id
     from reconciler.job import JobContext
     from reconciler.mtn_webhook import mtn_webhook_route
     from reconciler.outboxes import build_outboxes
-    from reconciler.public_listener import PublicListener
+    from reconciler.http_listener import HttpListener
     from reconciler.startup import wait_for_schema
 
     config = app.config
@@ -99,9 +99,9 @@ def run(app: App) -> None:
     ctx = JobContext(config=config, engine=engine, worker_id=worker_id,
                      outboxes=build_outboxes(config, engine, worker_id), stop=stop, clock=utcnow)
     daemon = Daemon(ctx, default_jobs(config))
-    admin = AdminServer(config.admin.host, config.admin.port, alive=daemon.is_alive,
-                        ready=lambda: database_reachable(engine)).start()
-    public = PublicListener(config.receiver.host, config.receiver.port, config.receiver.max_body_bytes, {
+    admin = admin_listener(config.admin.host, config.admin.port, alive=daemon.is_alive,
+                           ready=lambda: database_reachable(engine)).start()
+    public = HttpListener(config.receiver.host, config.receiver.port, config.receiver.max_body_bytes, {
         ("POST", "/api/webhook/mtn"): mtn_webhook_route(engine, config.mtn.webhook_secret),
     }).start()
     log = logging.getLogger("reconciler")

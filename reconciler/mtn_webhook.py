@@ -13,7 +13,7 @@ from reconciler import metrics
 from reconciler.clock import Clock, utcnow
 from reconciler.inbound import store_inbound
 from reconciler.mtn_client import PROVIDER, parse_webhook, verify_webhook_signature
-from reconciler.public_listener import Request, Response, Route
+from reconciler.http_listener import Request, Response, Route
 
 log = logging.getLogger(__name__)
 
@@ -22,16 +22,16 @@ def mtn_webhook_route(engine: Engine, secret: str, clock: Clock = utcnow) -> Rou
     def receive(request: Request) -> Response:
         if not secret:
             log.error("MTN webhook refused: mtn.webhook_secret is not set")
-            return _counted(Response(503, {"error": "webhook secret not configured"}), "not_configured")
+            return _counted(Response.json(503, {"error": "webhook secret not configured"}), "not_configured")
         if not verify_webhook_signature(secret, request.body, request.headers.get("x-webhook-signature")):
-            return _counted(Response(401, {"error": "bad or missing signature"}), "bad_signature")
+            return _counted(Response.json(401, {"error": "bad or missing signature"}), "bad_signature")
         try:
             event = parse_webhook(request.body)
         except ValueError as exc:
-            return _counted(Response(400, {"error": str(exc)}), "bad_request")
+            return _counted(Response.json(400, {"error": str(exc)}), "bad_request")
         stored = store_inbound(engine, PROVIDER, event.dedupe_key, request.body.decode("utf-8", "replace"),
                                event.order.id, clock())
-        return _counted(Response(200, {"ok": True, "duplicate": not stored}), "stored" if stored else "duplicate")
+        return _counted(Response.json(200, {"ok": True, "duplicate": not stored}), "stored" if stored else "duplicate")
 
     return receive
 

@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from factories import add_mtn_orders
 from jobs import refresh_metrics
-from reconciler.admin import AdminServer, database_reachable
+from reconciler.admin import admin_listener, database_reachable
 from reconciler.cli import cli
 from reconciler.config import Config
 from reconciler.db import make_engine
@@ -37,9 +37,9 @@ def seed(engine, clock) -> None:
 
 def test_probes_report_loop_liveness_and_database_reachability(engine):
     alive = [True]
-    server = AdminServer("127.0.0.1", 0, alive=lambda: alive[0], ready=lambda: database_reachable(engine)).start()
+    server = admin_listener("127.0.0.1", 0, alive=lambda: alive[0], ready=lambda: database_reachable(engine)).start()
     down = make_engine("postgresql://postgres@127.0.0.1:1/nothing")
-    unready = AdminServer("127.0.0.1", 0, alive=lambda: True, ready=lambda: database_reachable(down)).start()
+    unready = admin_listener("127.0.0.1", 0, alive=lambda: True, ready=lambda: database_reachable(down)).start()
     try:
         base = f"http://127.0.0.1:{server.port}"
         assert requests.get(base + "/healthz", timeout=5).status_code == 200
@@ -54,7 +54,7 @@ def test_probes_report_loop_liveness_and_database_reachability(engine):
 
 
 def test_metrics_export_outbox_state_and_activity(engine, clock):
-    server = AdminServer("127.0.0.1", 0, alive=lambda: True, ready=lambda: True).start()
+    server = admin_listener("127.0.0.1", 0, alive=lambda: True, ready=lambda: True).start()
     try:
         before = scrape(server.port)  # counters are process-wide: compare deltas
         seed(engine, clock)

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from reconciler.fakes.mtn import FakeMtn, MtnFaults
 from reconciler.mtn_client import MtnClient
 from reconciler.mtn_webhook import mtn_webhook_route
-from reconciler.public_listener import PublicListener
+from reconciler.http_listener import HttpListener
 from reconciler.schema import inbound_webhooks
 
 SECRET = "mtn-webhook-secret-5521"
@@ -29,7 +29,7 @@ def sign(body: bytes, secret: str = SECRET) -> str:
 
 @pytest.fixture
 def listener(engine):
-    public = PublicListener("127.0.0.1", 0, 4096, {("POST", "/api/webhook/mtn"): mtn_webhook_route(engine, SECRET)})
+    public = HttpListener("127.0.0.1", 0, 4096, {("POST", "/api/webhook/mtn"): mtn_webhook_route(engine, SECRET)})
     yield public.start()
     public.stop()
 
