@@ -1,7 +1,8 @@
 """Database engines with the settings the outbox relies on, for SQLite and PostgreSQL."""
 from __future__ import annotations
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
 
@@ -11,6 +12,12 @@ def normalise_url(url: str) -> str:
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed.render_as_string(hide_password=False)
+
+
+def insert_ignoring_conflicts(dialect_name: str, table: Table, conflict_columns: list[str]):
+    """INSERT … ON CONFLICT (columns) DO NOTHING, in the dialect's own spelling."""
+    dialect_insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
+    return dialect_insert(table).on_conflict_do_nothing(index_elements=conflict_columns)
 
 
 def make_engine(url: str, pool_size: int = 5) -> Engine:

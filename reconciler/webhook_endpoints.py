@@ -11,8 +11,7 @@ from datetime import datetime, timedelta
 from typing import Iterable
 
 from sqlalchemy import Engine, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-
+from reconciler.db import insert_ignoring_conflicts
 from reconciler.schema import webhook_endpoints as endpoints
 
 MAX_PAUSE_SECONDS = 3600.0
@@ -90,6 +89,4 @@ def paused_count(engine: Engine, now: datetime) -> int:
 
 
 def _ensure(conn, url: str, now: datetime) -> None:
-    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    conn.execute(dialect_insert(endpoints).values(url=url, updated_at=now).on_conflict_do_nothing(
-        index_elements=[endpoints.c.url]))
+    conn.execute(insert_ignoring_conflicts(conn.dialect.name, endpoints, ["url"]).values(url=url, updated_at=now))
