@@ -75,6 +75,10 @@ def _lease_indexes(table: str) -> list[Index]:
     ]
 
 
+def _partial_index(name: str, where: str, *columns: str, unique: bool = False) -> Index:
+    return Index(name, *columns, unique=unique, postgresql_where=text(where), sqlite_where=text(where))
+
+
 mtn_orders = Table(
     "mtn_orders", metadata,
     Column("id", ID, Identity(), primary_key=True),
@@ -90,12 +94,16 @@ mtn_orders = Table(
     Column("reject_reason", Text),
     Column("submitted_at", UTCDateTime),
     Column("completed_at", UTCDateTime),
+    # "0241234567:5" while the order may be at the reseller, else NULL: one unsettled order per recipient
+    # and size, so an in-doubt order matches the reseller's history without ambiguity.
+    Column("recipient_lock", Text),
     _status_check("mtn_orders", ORDER_STATUSES),
     *_lease_indexes("mtn_orders"),
-    # Unsettled orders by recipient and size: what history matching and the one-in-flight rule look up.
-    Index("mtn_orders_unsettled_idx", "normalized_phone", "size_gb",
-          postgresql_where=text("status IN ('in_flight', 'in_doubt', 'submitted')"),
-          sqlite_where=text("status IN ('in_flight', 'in_doubt', 'submitted')")),
+    _partial_index("mtn_orders_recipient_lock_idx", "recipient_lock IS NOT NULL", "recipient_lock", unique=True),
+    _partial_index("mtn_orders_provider_order_idx", "provider_order_id IS NOT NULL", "provider_order_id",
+                   unique=True),
+    _partial_index("mtn_orders_unsettled_idx", f"status IN ('{IN_DOUBT}', '{SUBMITTED}')", "submitted_at"),
+    _partial_index("mtn_orders_watch_idx", f"status = '{COMPLETED}'", "completed_at"),
 )
 
 zoho_orders = Table(

@@ -58,19 +58,26 @@ def test_migrate_applies_what_is_pending_once(db_url):
     engine = make_engine(db_url)
     with engine.connect() as conn:
         assert applied_versions(conn) == set()
-    assert [m.name for m in migrate(engine)] == ["initial"]
+    assert [m.name for m in migrate(engine)] == ["initial", "mtn_flow"]
     assert migrate(engine) == []
     with engine.connect() as conn:
-        assert conn.execute(select(schema_migrations.c.version, schema_migrations.c.name)).all() == [(1, "initial")]
+        assert conn.execute(select(schema_migrations.c.version, schema_migrations.c.name)
+                            .order_by(schema_migrations.c.version)).all() == [(1, "initial"), (2, "mtn_flow")]
 
 
-def test_a_schema_applied_by_hand_from_the_sql_file_is_recognised(db_url):
+def test_a_schema_applied_by_hand_from_the_sql_file_is_recognised_and_upgraded(db_url):
     engine = make_engine(db_url)
-    [initial] = available_migrations(engine.dialect.name)
+    initial, *later = available_migrations(engine.dialect.name)
     with engine.begin() as conn:  # what a DBA does with psql or sqlite3
         for statement in initial.statements():
             conn.exec_driver_sql(statement)
+        conn.exec_driver_sql("INSERT INTO mtn_orders (shop_order_id, recipient_phone, size_gb) "
+                             "VALUES ('before-upgrade', '0241234567', 5)")
+    assert [m.name for m in migrate(engine)] == [m.name for m in later]
     assert migrate(engine) == []
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT shop_order_id, status FROM mtn_orders").all() == [
+            ("before-upgrade", "queued")]
 
 
 def test_two_replicas_migrating_at_once_both_succeed(db_url):
@@ -91,6 +98,7 @@ def test_two_replicas_migrating_at_once_both_succeed(db_url):
     for t in threads:
         t.join(60)
     assert errors == []
-    assert sorted(results) == [0, 1]
+    every = len(available_migrations(engines[0].dialect.name))
+    assert sorted(results) == [0, every]
     with engines[0].connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM schema_migrations")).scalar() == 1
+        assert conn.execute(text("SELECT count(*) FROM schema_migrations")).scalar() == every
