@@ -14,6 +14,8 @@ from typing import Any, Callable, Mapping
 import yaml
 from sqlalchemy.engine import make_url
 
+from reconciler.mtn_client import CONNECT_TIMEOUT_SECONDS as MTN_CONNECT_TIMEOUT_SECONDS
+
 ENV_PREFIX = "RECONCILER_"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -74,6 +76,20 @@ class MtnConfig:
     reconcile_interval_seconds: float = _setting(60.0, "how often order history is fetched and matched", _positive, "must be > 0")
     completed_watch_hours: float = _setting(72.0, "how long completed orders are watched for a reversal", _non_negative, "must be >= 0")
     balance_alert_threshold: float = _setting(100.0, "alert when the reseller balance falls below this", _non_negative, "must be >= 0")
+    poll_interval_seconds: float = _setting(1.0, "how often due orders are looked for and stored webhooks applied",
+                                            _positive, "must be > 0")
+    max_in_flight: int = _setting(8, "orders sent to the reseller at once, per process", _positive, "must be > 0")
+    price_per_gb: float = _setting(5.0, "what 1 GB costs on the reseller account: only orders the balance covers are sent",
+                                   _non_negative, "must be >= 0")
+    balance_cache_seconds: float = _setting(30.0, "how long a balance reading is trusted before it is fetched again",
+                                            _non_negative, "must be >= 0")
+    check_network_prefix: bool = _setting(True, "reject numbers whose prefix belongs to another network (off: ported numbers)")
+    match_window_seconds: float = _setting(600.0, "how far apart an in-doubt attempt and a history order may be to match",
+                                           _positive, "must be > 0")
+    auth_pause_seconds: float = _setting(300.0, "after a 401, wait this long before probing the key again", _positive,
+                                         "must be > 0")
+    rate_limit_pause_seconds: float = _setting(30.0, "after a 429 without Retry-After, send nothing for this long",
+                                               _positive, "must be > 0")
 
 
 @dataclass(frozen=True)
@@ -216,6 +232,12 @@ def _coerce(key: str, type_name: str, value: Any, secret: bool) -> Any:
             if not isinstance(value, (list, tuple)):
                 raise ValueError
             return tuple(_number(v, float) for v in value)
+        if type_name == "bool":
+            if isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:  # from the environment
+                return _BOOL_WORDS[value.strip().lower()]
+            if not isinstance(value, bool):
+                raise ValueError
+            return value
         if type_name == "int":
             return _number(value, int)
         if type_name == "float":
@@ -227,7 +249,8 @@ def _coerce(key: str, type_name: str, value: Any, secret: bool) -> Any:
 
 
 _TYPE_WORDS = {"str": "text", "int": "a whole number", "float": "a number",
-               "tuple[float, ...]": "a list of numbers"}
+               "tuple[float, ...]": "a list of numbers", "bool": "true or false"}
+_BOOL_WORDS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
 
 
 def _number(value: Any, kind: type) -> Any:
@@ -278,6 +301,11 @@ def _check_relations(config: Config) -> None:
     if config.daemon.lease_seconds <= delivery:
         raise ConfigError(f"daemon.lease_seconds: must be longer than webhooks.connect_timeout_seconds + "
                           f"webhooks.timeout_seconds ({delivery:g}), got {config.daemon.lease_seconds:g}")
+    order = MTN_CONNECT_TIMEOUT_SECONDS + config.mtn.request_timeout_seconds
+    if config.daemon.lease_seconds <= order:
+        raise ConfigError(f"daemon.lease_seconds: must be longer than the MTN connect timeout "
+                          f"({MTN_CONNECT_TIMEOUT_SECONDS:g}) + mtn.request_timeout_seconds ({order:g}), "
+                          f"got {config.daemon.lease_seconds:g}")
 
 
 def _read_file(path: Path) -> dict[str, Any]:

@@ -28,6 +28,7 @@ STATUS_WORDS = {
     **dict.fromkeys(("queued", "pending", "processing", "in_progress", "submitted", "accepted"), PROCESSING),
 }
 AUDIT_BODY_LIMIT = 4000
+CONNECT_TIMEOUT_SECONDS = 5.0
 
 
 class MtnError(Exception):
@@ -128,7 +129,7 @@ def parse_order(entry: dict) -> ProviderOrder:
 
 
 class MtnClient:
-    def __init__(self, base_url: str, api_key: str, timeout_seconds: float, connect_timeout_seconds: float = 5.0,
+    def __init__(self, base_url: str, api_key: str, timeout_seconds: float, connect_timeout_seconds: float = CONNECT_TIMEOUT_SECONDS,
                  audit: Callable[[ApiCall], None] | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key

@@ -58,6 +58,8 @@ def test_env_references_and_overrides(tmp_path):
     assert overridden.database.url == "postgresql://db/prod"
     assert overridden.mtn.retry_schedule_seconds == (1.0, 2.0, 3.0)
     assert env_var_for("daemon.lease_seconds") == "RECONCILER_DAEMON_LEASE_SECONDS"
+    assert load_config(path, env={"DB_URL": "x", "MTN_KEY": "k", "RECONCILER_DATABASE_URL": "sqlite://",
+                                  "RECONCILER_MTN_CHECK_NETWORK_PREFIX": "off"}).mtn.check_network_prefix is False
 
 
 @pytest.mark.parametrize("body, env, message", [
@@ -71,6 +73,9 @@ def test_env_references_and_overrides(tmp_path):
     ("daemon: [1, 2]\n", {}, "daemon: must be a mapping of settings"),
     ("daemon:\n  batch_size: 10\n", {"RECONCILER_DAEMON_LEASE_SECONDS": "-1"}, "daemon.lease_seconds: must be > 0"),
     ("daemon:\n  lease_seconds: 10\n", {}, "daemon.lease_seconds: must be longer than webhooks.connect_timeout"),
+    ("daemon:\n  lease_seconds: 25\nmtn:\n  request_timeout_seconds: 30\n", {},
+     "daemon.lease_seconds: must be longer than the MTN connect timeout"),
+    ("mtn:\n  check_network_prefix: maybe\n", {}, "mtn.check_network_prefix: expected true or false, got 'maybe'"),
 ])
 def test_a_bad_value_names_its_key(tmp_path, body, env, message):
     with pytest.raises(ConfigError) as caught:
