@@ -14,8 +14,6 @@ from typing import Any, Callable, Mapping
 import yaml
 from sqlalchemy.engine import make_url
 
-from reconciler.mtn_client import CONNECT_TIMEOUT_SECONDS as MTN_CONNECT_TIMEOUT_SECONDS
-
 ENV_PREFIX = "RECONCILER_"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -68,6 +66,7 @@ class MtnConfig:
     base_url: str = _setting("", "reseller API root, e.g. https://reseller.example", _http_url, "must be an http(s) URL")
     api_key: str = _setting("", "X-API-KEY for the reseller API", secret=True)
     webhook_secret: str = _setting("", "HMAC secret the reseller signs webhooks with", secret=True)
+    connect_timeout_seconds: float = _setting(5.0, "connect timeout of one API call", _positive, "must be > 0")
     request_timeout_seconds: float = _setting(15.0, "read timeout of one API call", _positive, "must be > 0")
     retry_schedule_seconds: tuple[float, ...] = _setting((300.0, 900.0, 3600.0), "delays between attempts; then dead",
                                                    _schedule, "must be a non-empty list of numbers > 0")
@@ -301,11 +300,10 @@ def _check_relations(config: Config) -> None:
     if config.daemon.lease_seconds <= delivery:
         raise ConfigError(f"daemon.lease_seconds: must be longer than webhooks.connect_timeout_seconds + "
                           f"webhooks.timeout_seconds ({delivery:g}), got {config.daemon.lease_seconds:g}")
-    order = MTN_CONNECT_TIMEOUT_SECONDS + config.mtn.request_timeout_seconds
+    order = config.mtn.connect_timeout_seconds + config.mtn.request_timeout_seconds
     if config.daemon.lease_seconds <= order:
-        raise ConfigError(f"daemon.lease_seconds: must be longer than the MTN connect timeout "
-                          f"({MTN_CONNECT_TIMEOUT_SECONDS:g}) + mtn.request_timeout_seconds ({order:g}), "
-                          f"got {config.daemon.lease_seconds:g}")
+        raise ConfigError(f"daemon.lease_seconds: must be longer than mtn.connect_timeout_seconds + "
+                          f"mtn.request_timeout_seconds ({order:g}), got {config.daemon.lease_seconds:g}")
 
 
 def _read_file(path: Path) -> dict[str, Any]:

@@ -44,3 +44,18 @@ INBOUND_WEBHOOKS = Counter(
     "reconciler_inbound_webhooks_total",
     "Provider webhooks received, by result (stored, duplicate, bad_signature, bad_request, not_configured)",
     ["provider", "result"])
+
+PROVIDER_PAUSED = Gauge(
+    "reconciler_provider_paused", "1 while a provider's order flow is paused, by reason (unauthorised, "
+    "insufficient_balance, rate_limited)", ["provider", "reason"])
+PROVIDER_BALANCE = Gauge("reconciler_provider_balance", "The provider account's last balance reading", ["provider"])
+MTN_SUBMISSIONS = Counter(
+    "reconciler_mtn_submissions_total",
+    "MTN orders handled by the submit job, by result (submitted, in_doubt, failed, rejected, retry, dead, "
+    "deferred)", ["result"])
+MTN_SETTLED = Counter(
+    "reconciler_mtn_settled_total", "MTN orders settled, by what told us (webhook, history) and the new status",
+    ["source", "status"])
+MTN_RECONCILE_RUNS = Counter(
+    "reconciler_mtn_reconcile_runs_total", "History reconciliation cycles, by result (ok, history_unavailable)",
+    ["result"])

@@ -10,8 +10,10 @@ import hashlib
 import hmac
 import json
 import threading
+import re
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable
 
@@ -19,6 +21,7 @@ import requests
 from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnectionError
 
 from reconciler.api_audit import ApiCall
+from reconciler.phones import RecipientRejected, normalise_phone
 
 PROVIDER = "mtn"
 PROCESSING, COMPLETED, FAILED = "processing", "completed", "failed"
@@ -28,7 +31,7 @@ STATUS_WORDS = {
     **dict.fromkeys(("queued", "pending", "processing", "in_progress", "submitted", "accepted"), PROCESSING),
 }
 AUDIT_BODY_LIMIT = 4000
-CONNECT_TIMEOUT_SECONDS = 5.0
+_PLAN_SIZE = re.compile(r"(\d+)\s*GB", re.I)
 
 
 class MtnError(Exception):
@@ -53,7 +56,12 @@ class MtnInsufficientBalance(MtnError):
 
 
 class MtnRateLimited(MtnError):
-    """429: slow down; no order was created."""
+    """429: slow down; no order was created. `retry_after_seconds` when the answer said how long."""
+
+    def __init__(self, message: str, status_code: int | None = None,
+                 retry_after_seconds: float | None = None) -> None:
+        super().__init__(message, status_code)
+        self.retry_after_seconds = retry_after_seconds
 
 
 class MtnUnreachable(MtnError):
@@ -72,9 +80,9 @@ class ProviderOrder:
     raw_status: str      # the provider's own word
     recipient_phone: str
     network: str
-    size_mb: int | None
+    size_gb: int | None  # None when the entry does not say in a way we can read
     message: str
-    created_at: str
+    created_at: datetime | None  # UTC; None when missing or unreadable
     updated_at: str
 
 
@@ -116,20 +124,50 @@ def history_entries(document: Any) -> list[dict]:
 
 
 def parse_order(entry: dict) -> ProviderOrder:
-    size_mb = entry.get("size_mb")
-    if size_mb is None and entry.get("size_gb") is not None:
-        size_mb = int(float(entry["size_gb"]) * 1000)
     return ProviderOrder(
         id=str(entry.get("id") if entry.get("id") is not None else entry.get("order_id")),
         status=canonical_status(entry.get("status")), raw_status=str(entry.get("status") or ""),
-        recipient_phone=str(entry.get("recipient_phone") or entry.get("phone") or ""),
-        network=str(entry.get("network") or ""), size_mb=int(size_mb) if size_mb is not None else None,
-        message=str(entry.get("message") or ""), created_at=str(entry.get("created_at") or ""),
+        recipient_phone=_phone(entry.get("recipient_phone") or entry.get("phone")),
+        network=str(entry.get("network") or ""), size_gb=_size_gb(entry),
+        message=str(entry.get("message") or ""), created_at=_timestamp(entry.get("created_at")),
         updated_at=str(entry.get("updated_at") or ""))
 
 
+def _phone(raw: object) -> str:
+    """History may write 233241234567 or +233...; we compare 0XXXXXXXXX."""
+    try:
+        return normalise_phone(str(raw or ""))
+    except RecipientRejected:
+        return str(raw or "")
+
+
+def _size_gb(entry: dict) -> int | None:
+    """size_gb, or size_mb counted in 1024s or in 1000s, or the plan name ("MTN 5GB")."""
+    try:
+        if entry.get("size_gb") is not None:
+            return int(entry["size_gb"])
+        if entry.get("size_mb") is not None:
+            size_mb = int(entry["size_mb"])
+            return next((size_mb // unit for unit in (1024, 1000) if size_mb % unit == 0), None)
+    except (TypeError, ValueError):
+        return None
+    match = _PLAN_SIZE.search(str(entry.get("plan_name") or ""))
+    return int(match.group(1)) if match else None
+
+
+def _timestamp(value: object) -> datetime | None:
+    """ISO 8601 with or without a zone ("Z", "+00:00"), or "YYYY-MM-DD HH:MM:SS"; a zoneless time is UTC."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+
+
 class MtnClient:
-    def __init__(self, base_url: str, api_key: str, timeout_seconds: float, connect_timeout_seconds: float = CONNECT_TIMEOUT_SECONDS,
+    def __init__(self, base_url: str, api_key: str, timeout_seconds: float, connect_timeout_seconds: float = 5.0,
                  audit: Callable[[ApiCall], None] | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
@@ -165,7 +203,7 @@ class MtnClient:
             response = self._session().request(method, url, data=body, timeout=self.timeouts, allow_redirects=False,
                                                headers={"Content-Type": "application/json"} if body else None)
             status, text = response.status_code, response.text
-            return self._answer(status, text)
+            return self._answer(status, text, response.headers.get("Retry-After"))
         except requests.RequestException as exc:
             error = type(exc).__name__
             raise _transport_error(exc) from None
@@ -177,7 +215,7 @@ class MtnClient:
                 self.audit(ApiCall(PROVIDER, method, url, body, status, (text or "")[:AUDIT_BODY_LIMIT] or None,
                                    error, int((time.perf_counter() - started) * 1000)))
 
-    def _answer(self, status: int, text: str) -> Any:
+    def _answer(self, status: int, text: str, retry_after: str | None) -> Any:
         try:
             document = parse_json(text)
         except ValueError:
@@ -192,7 +230,7 @@ class MtnClient:
         if status == 402:
             raise MtnInsufficientBalance(message or "insufficient balance", status)
         if status == 429:
-            raise MtnRateLimited(message or "rate limited", status)
+            raise MtnRateLimited(message or "rate limited", status, _seconds(retry_after))
         if 400 <= status < 500:
             raise MtnRejected(message or f"HTTP {status}", status)
         raise MtnInDoubt(f"HTTP {status}: {message}", status)
@@ -244,6 +282,14 @@ def _transport_error(exc: requests.RequestException) -> MtnError:
     if isinstance(exc, requests.exceptions.Timeout):
         return MtnInDoubt("timeout after sending")
     return MtnInDoubt(f"connection lost: {type(exc).__name__}")
+
+
+def _seconds(retry_after: str | None) -> float | None:
+    """Retry-After in seconds (the HTTP-date form is not used by this provider)."""
+    try:
+        return max(float(retry_after), 0.0) if retry_after else None
+    except ValueError:
+        return None
 
 
 def _excerpt(value: object) -> str:

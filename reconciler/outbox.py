@@ -221,6 +221,7 @@ class Batch:
         self.stop = stop
         self.reserve = timedelta(seconds=reserve_seconds)
         self._started: set[int] = set()
+        self._halted = False
         self._outcomes: list[Outcome] = []
         self.result = FinaliseResult([], [])
 
@@ -229,10 +230,17 @@ class Batch:
 
     def __iter__(self) -> Iterator[RowMapping]:
         for row in self.rows:
-            if self.stop.is_set() or self.outbox.clock() + self.reserve >= row["locked_until"]:
+            if self._halted or self.stop.is_set() or self.outbox.clock() + self.reserve >= row["locked_until"]:
                 return
             self._started.add(row["id"])
             yield row
+
+    def halt(self) -> None:
+        """Start no more rows (the provider paused the flow, say); the rest are handed back at the end."""
+        self._halted = True
+
+    def unstarted(self) -> list[int]:
+        return [r["id"] for r in self.rows if r["id"] not in self._started]
 
     def record(self, outcome: Outcome) -> None:
         """Keep the outcome; all recorded outcomes are finalised together when the batch ends."""
@@ -245,4 +253,4 @@ class Batch:
 
     def __exit__(self, *exc_info: object) -> None:
         self.result = self.outbox.finalise(self._outcomes)
-        self.outbox.release([r["id"] for r in self.rows if r["id"] not in self._started])
+        self.outbox.release(self.unstarted())

@@ -74,7 +74,7 @@ def test_env_references_and_overrides(tmp_path):
     ("daemon:\n  batch_size: 10\n", {"RECONCILER_DAEMON_LEASE_SECONDS": "-1"}, "daemon.lease_seconds: must be > 0"),
     ("daemon:\n  lease_seconds: 10\n", {}, "daemon.lease_seconds: must be longer than webhooks.connect_timeout"),
     ("daemon:\n  lease_seconds: 25\nmtn:\n  request_timeout_seconds: 30\n", {},
-     "daemon.lease_seconds: must be longer than the MTN connect timeout"),
+     "daemon.lease_seconds: must be longer than mtn.connect_timeout_seconds"),
     ("mtn:\n  check_network_prefix: maybe\n", {}, "mtn.check_network_prefix: expected true or false, got 'maybe'"),
 ])
 def test_a_bad_value_names_its_key(tmp_path, body, env, message):

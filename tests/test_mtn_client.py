@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import socket
+from datetime import datetime, timezone
 import threading
 
 import pytest
@@ -47,10 +48,22 @@ def test_status_synonyms(words, status):
     assert {canonical_status(w) for w in words} == {status}
 
 
-def test_an_order_entry_is_read_whatever_the_size_unit():
-    order = parse_order({"id": 99, "status": "delivered", "recipient_phone": "0241234567", "network": "MTN",
-                         "size_gb": 2})
-    assert (order.id, order.status, order.raw_status, order.size_mb) == ("99", COMPLETED, "delivered", 2000)
+@pytest.mark.parametrize("size", [{"size_gb": 2}, {"size_mb": 2048}, {"size_mb": 2000}, {"size_mb": "2048"},
+                                  {"plan_name": "MTN 2GB"}, {"plan_name": "2 gb bundle"}])
+def test_an_order_entry_is_read_whatever_the_size_unit(size):
+    order = parse_order({"id": 99, "status": "delivered", "recipient_phone": "0241234567", "network": "MTN", **size})
+    assert (order.id, order.status, order.raw_status, order.size_gb) == ("99", COMPLETED, "delivered", 2)
+
+
+def test_an_unreadable_size_or_time_is_none_not_a_guess():
+    order = parse_order({"order_id": 7, "size_mb": 1500, "created_at": "yesterday"})
+    assert (order.id, order.size_gb, order.created_at) == ("7", None, None)
+
+
+@pytest.mark.parametrize("written", ["2026-11-23T10:00:00Z", "2026-11-23T10:00:00+00:00", "2026-11-23 10:00:00",
+                                     "2026-11-23T11:00:00+01:00"])
+def test_order_times_are_read_as_utc(written):
+    assert parse_order({"id": 1, "created_at": written}).created_at == datetime(2026, 11, 23, 10, tzinfo=timezone.utc)
 
 
 def test_a_refused_connection_proves_the_order_was_not_sent():

@@ -109,6 +109,9 @@ def test_a_daemon_killed_mid_delivery_resends_at_most_the_one_in_flight(engine, 
 partner:
   webhook_secret: ${{PARTNER_WEBHOOK_SECRET}}
   retry_schedule_seconds: [0.2]
+mtn:
+  connect_timeout_seconds: 0.5
+  request_timeout_seconds: 1
 admin:
   port: 0
 receiver:

@@ -1,0 +1,38 @@
+"""Apply stored MTN webhooks to their orders: read the event, decide (mtn_settlement), write the change
+and mark the event done in one transaction.
+
+The receiver only stores events, so it answers in milliseconds. An event whose order is not known yet
+(still being sent, or in doubt) waits until its order gets the reseller's id.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from reconciler import metrics
+from reconciler.job import JobContext
+from reconciler.mtn_client import PROVIDER, parse_webhook
+from reconciler.mtn_settlement import settlement
+from reconciler.mtn_store import applicable_webhooks, mark_processed
+from reconciler.schema import mtn_orders
+from reconciler.transitions import move
+
+log = logging.getLogger(__name__)
+EVENTS_PER_READ = 500
+
+
+def run(ctx: JobContext) -> None:
+    watch = timedelta(hours=ctx.config.mtn.completed_watch_hours)
+    while not ctx.stop.is_set():
+        events = applicable_webhooks(ctx.engine, PROVIDER, EVENTS_PER_READ)
+        if not events:
+            return
+        for event_row_id, raw_body, order in events:
+            now = ctx.clock()
+            change = settlement(order, parse_webhook(raw_body.encode()).order, now, watch, cause="webhook")
+            with ctx.engine.begin() as conn:
+                if change is not None and not move(conn, mtn_orders, change, order["status"], ctx.worker_id, now):
+                    return  # the order moved meanwhile: read it again next run, with this event still pending
+                mark_processed(conn, event_row_id, now)
+            if change is not None:
+                metrics.MTN_SETTLED.labels("webhook", change.status).inc()

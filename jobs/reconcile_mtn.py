@@ -1,0 +1,130 @@
+"""Reconcile MTN orders with the reseller's order history, so a missed webhook never leaves an order
+stuck: one history fetch per cycle, matched in memory against our unsettled and watched orders.
+
+- submitted orders settle by their provider order id;
+- an in-doubt order adopts the one history order that matches it (recipient, size, network, time) and
+  that no other row owns; only when the history covers its time and shows nothing for
+  `mtn.in_doubt_grace_seconds` is it queued again (or dead, when its retries are spent);
+- completed orders are watched for `mtn.completed_watch_hours`: a reversal makes them failed.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Callable, Mapping, Sequence
+
+from sqlalchemy import Engine, RowMapping
+from sqlalchemy.exc import IntegrityError
+
+from reconciler import metrics, mtn_events
+from reconciler.clock import Clock
+from reconciler.config import MtnConfig
+from reconciler.job import JobContext
+from reconciler.mtn_client import MtnClient, MtnError, ProviderOrder
+from reconciler.mtn_settlement import find_match, settlement
+from reconciler.mtn_store import owned_provider_ids, unsettled_orders, watched_orders
+from reconciler.outbox import Outcome
+from reconciler.providers import mtn_client
+from reconciler.schema import DEAD, IN_DOUBT, QUEUED, mtn_orders
+from reconciler.transitions import move
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CycleReport:
+    checked: int = 0
+    settled: int = 0
+    requeued: int = 0
+    still_open: int = 0
+
+
+class ReconcileMtn:
+    """The job, and the same cycle for `reconciler reconcile` (optionally limited to some orders)."""
+
+    def __init__(self, settings: MtnConfig, client: MtnClient | None = None) -> None:
+        self.settings = settings
+        self.client = client
+
+    def run(self, ctx: JobContext) -> None:
+        if self.client is None:
+            self.client = mtn_client(ctx.config, ctx.engine, ctx.clock)
+        self.cycle(ctx.engine, ctx.clock, ctx.worker_id)
+
+    def cycle(self, engine: Engine, clock: Clock, actor: str,
+              only: Callable[[Mapping], bool] = lambda order: True,
+              progress: Callable[[int, int], None] = lambda done, total: None) -> CycleReport | None:
+        """One pass; None when the history could not be read (nothing is decided without it)."""
+        assert self.client is not None
+        try:
+            history = self.client.history()
+        except MtnError as exc:
+            log.warning("MTN history unavailable, nothing reconciled this cycle: %s", exc.message)
+            metrics.MTN_RECONCILE_RUNS.labels("history_unavailable").inc()
+            return None
+        now = clock()
+        watch = timedelta(hours=self.settings.completed_watch_hours)
+        known = unsettled_orders(engine) + watched_orders(engine, now - watch)
+        orders = [o for o in known if only(o)]
+        by_id = {said.id: said for said in history}
+        owned = owned_provider_ids(engine, by_id)
+        report = CycleReport()
+        for done, order in enumerate(orders, 1):
+            outcome = self.decide(order, history, by_id, owned, known, now, watch)
+            report.checked += 1
+            if outcome is None:
+                report.still_open += order["status"] == IN_DOUBT
+            elif self._write(engine, order, outcome, actor, now):
+                if outcome.fields.get("provider_order_id"):
+                    owned.add(outcome.fields["provider_order_id"])
+                if outcome.status in (QUEUED, DEAD) and order["status"] == IN_DOUBT:
+                    report.requeued += 1
+                else:
+                    report.settled += 1
+                metrics.MTN_SETTLED.labels("history", outcome.status).inc()
+            progress(done, len(orders))
+        metrics.MTN_RECONCILE_RUNS.labels("ok").inc()
+        return report
+
+    def decide(self, order: RowMapping, history: Sequence[ProviderOrder], by_id: Mapping[str, ProviderOrder],
+               owned: set[str], known: Sequence[Mapping], now: datetime, watch: timedelta) -> Outcome | None:
+        if order["provider_order_id"]:
+            said = by_id.get(order["provider_order_id"])
+            return settlement(order, said, now, watch, cause="history") if said else None
+        window = timedelta(seconds=self.settings.match_window_seconds)
+        said = find_match(order, history, owned, window)
+        if said is not None:
+            return settlement(order, said, now, watch, cause="found_in_history")
+        sent_at = order["submitted_at"] or order["updated_at"]
+        if (now - sent_at).total_seconds() < self.settings.in_doubt_grace_seconds:
+            return None
+        if not covers(by_id, known, sent_at - window):
+            log.warning("MTN order %s stays in doubt: the history does not reach back to %s",
+                        order["shop_order_id"], sent_at.isoformat())
+            return None
+        return self.requeue(order, now)
+
+    def requeue(self, order: Mapping, now: datetime) -> Outcome:
+        """Proven absent: the attempt never created an order. Queue it again, or dead when retries are spent."""
+        error = "not in the reseller's history after the grace period: the attempt created no order"
+        if order["attempts"] > len(self.settings.retry_schedule_seconds):
+            return Outcome(order["id"], DEAD, "retries_exhausted", {"recipient_lock": None, "last_error": error},
+                           mtn_events.customer_events(order, mtn_events.DEAD, DEAD, reason=error))
+        return Outcome(order["id"], QUEUED, "not_in_history",
+                       {"recipient_lock": None, "next_attempt_at": now, "last_error": error})
+
+    @staticmethod
+    def _write(engine: Engine, order: Mapping, outcome: Outcome, actor: str, now: datetime) -> bool:
+        try:
+            with engine.begin() as conn:
+                return move(conn, mtn_orders, outcome, order["status"], actor, now)
+        except IntegrityError:  # another replica adopted that history order first
+            return False
+
+
+def covers(by_id: Mapping[str, ProviderOrder], known: Sequence[Mapping], since: datetime) -> bool:
+    """Does the history reach back to `since`? It must show every order we know the reseller created since
+    then: a history cut to its latest entries proves nothing about older ones."""
+    return all(order["provider_order_id"] in by_id for order in known
+               if order["provider_order_id"] and order["submitted_at"] and order["submitted_at"] >= since)

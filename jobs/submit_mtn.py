@@ -1,0 +1,161 @@
+"""Send due MTN orders to the reseller: claim a batch, check each order, lock its recipient, send what the
+balance covers (a few at a time), record what the reseller said.
+
+The reseller has no idempotency key, so an order is never sent twice on a guess: every answer that
+leaves the order's existence open makes it in_doubt, and only reconciliation against the reseller's
+history may queue it again. At most one order per recipient and size is unsettled at a time, which is
+what lets reconciliation recognise an in-doubt order in that history.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Iterator, Mapping
+
+from sqlalchemy import RowMapping
+
+from reconciler import metrics, mtn_events
+from reconciler.config import Config
+from reconciler.job import JobContext
+from reconciler.mtn_account import MtnAccount
+from reconciler.mtn_client import (
+    MtnClient, MtnInDoubt, MtnInsufficientBalance, MtnRateLimited, MtnRejected,
+    MtnUnauthorised, MtnUnreachable,
+)
+from reconciler.mtn_store import lock_recipients, recipient_key, unlock_recipients
+from reconciler.outbox import Batch, Outbox, Outcome
+from reconciler.phones import Recipient, RecipientRejected, mask_phone, validate_recipient
+from reconciler.providers import mtn_client
+from reconciler.schema import DEAD, FAILED, IN_DOUBT, REJECTED, SUBMITTED, mtn_orders
+
+log = logging.getLogger(__name__)
+NO_LOCK = {"recipient_lock": None}
+
+
+class SubmitMtn:
+    """The job; it keeps one client (keep-alive sessions) between runs."""
+
+    def __init__(self, config: Config, client: MtnClient | None = None) -> None:
+        self.settings = config.mtn
+        self.batch_size = config.daemon.batch_size
+        self.client = client
+
+    def run(self, ctx: JobContext) -> None:
+        if self.client is None:
+            self.client = mtn_client(ctx.config, ctx.engine, ctx.clock)
+        outbox = ctx.outboxes[mtn_orders.name]
+        account = MtnAccount(ctx.engine, self.client, self.settings)
+        reserve = self.settings.connect_timeout_seconds + self.settings.request_timeout_seconds
+        while not ctx.stop.is_set() and account.is_open(ctx.clock()):
+            with outbox.claim_batch(self.batch_size, ctx.stop, reserve_seconds=reserve) as batch:
+                if not batch.rows:
+                    return
+                self.submit(ctx, outbox, account, batch)
+
+    def submit(self, ctx: JobContext, outbox: Outbox, account: MtnAccount, batch: Batch) -> None:
+        checked = {row["id"]: self.check(row) for row in batch.rows}
+        recipients = {row_id: c for row_id, c in checked.items() if isinstance(c, Recipient)}
+        sizes = {row["id"]: row["size_gb"] for row in batch.rows}
+        locked = lock_recipients(ctx.engine, ctx.worker_id, {
+            row_id: recipient_key(r.phone, sizes[row_id]) for row_id, r in recipients.items()}, ctx.clock())
+        sendable = [row["id"] for row in batch.rows if row["id"] in locked]
+        affordable = set(sendable[:account.affordable([sizes[i] for i in sendable], ctx.clock())])
+
+        slots = threading.Semaphore(self.settings.max_in_flight)
+        with ThreadPoolExecutor(self.settings.max_in_flight, thread_name_prefix="submit-mtn") as pool:
+            for row in _paced(batch, slots):
+                check = checked[row["id"]]
+                if row["id"] in affordable:
+                    pool.submit(self._send_in_slot, ctx, outbox, account, batch, row, check, slots)
+                    continue
+                slots.release()
+                if isinstance(check, RecipientRejected):
+                    record(batch, rejected(row, check))
+                elif row["id"] not in locked:
+                    # Another order to this recipient and size is unsettled: wait, spending no attempt.
+                    wait = ctx.clock() + timedelta(seconds=self.settings.reconcile_interval_seconds)
+                    record(batch, outbox.defer(row, wait, "recipient_busy"))
+                else:
+                    batch.halt()  # the balance covers no more; the rest go back to the queue
+        unlock_recipients(ctx.engine, ctx.worker_id, [i for i in batch.unstarted() if i in locked])
+
+    def check(self, row: Mapping) -> Recipient | RecipientRejected:
+        if row["size_gb"] is None or row["size_gb"] <= 0:
+            return RecipientRejected("invalid_size", f"size_gb must be a positive whole number, got {row['size_gb']}")
+        try:
+            return validate_recipient(row["recipient_phone"], row["network"],
+                                      check_prefix=self.settings.check_network_prefix)
+        except RecipientRejected as rejection:
+            return rejection
+
+    def _send_in_slot(self, ctx: JobContext, outbox: Outbox, account: MtnAccount, batch: Batch, row: RowMapping,
+                      recipient: Recipient, slots: threading.Semaphore) -> None:
+        try:
+            record(batch, self.send(ctx, outbox, account, batch, row, recipient))
+        except Exception:  # the row keeps its lease; the rescuer makes it in_doubt
+            log.exception("sending MTN order %s failed unexpectedly", row["shop_order_id"])
+        finally:
+            slots.release()
+
+    def send(self, ctx: JobContext, outbox: Outbox, account: MtnAccount, batch: Batch, row: RowMapping,
+             recipient: Recipient) -> Outcome:
+        """One POST /api/orders, and what its answer means for the order."""
+        sent_at = ctx.clock()
+        assert self.client is not None
+        try:
+            provider_order_id = self.client.create_order(recipient.phone, recipient.network, row["size_gb"])
+        except MtnInDoubt as exc:
+            log.warning("MTN order %s to %s in doubt: %s", row["shop_order_id"], mask_phone(recipient.phone),
+                        exc.message)
+            return Outcome(row["id"], IN_DOUBT, "in_doubt", {"submitted_at": sent_at, "last_error": exc.message})
+        except MtnRejected as exc:
+            return Outcome(row["id"], FAILED, "provider_rejected", {**NO_LOCK, "last_error": exc.message},
+                           mtn_events.customer_events(row, mtn_events.FAILED, FAILED, reason=exc.message))
+        except (MtnUnauthorised, MtnInsufficientBalance, MtnRateLimited) as exc:
+            batch.halt()
+            paused = account.refused(exc, ctx.clock())
+            until = paused.paused_until or ctx.clock()
+            return with_fields(outbox.defer(row, until, "provider_paused", exc.message), NO_LOCK)
+        except MtnUnreachable as exc:
+            return retry(outbox, row, exc.message)
+        return Outcome(row["id"], SUBMITTED, "submitted", {
+            "provider_order_id": provider_order_id, "submitted_at": sent_at, "last_error": None})
+
+
+def _paced(batch: Batch, slots: threading.Semaphore) -> Iterator[RowMapping]:
+    """The batch's rows, each started only once a slot is free: a row waiting for a slot is not started,
+    so the batch's lease check runs right before the row really goes out. The caller frees each slot."""
+    rows = iter(batch)
+    while slots.acquire():
+        row = next(rows, None)
+        if row is None:
+            slots.release()
+            return
+        yield row
+
+
+def record(batch: Batch, outcome: Outcome) -> None:
+    batch.record(outcome)
+    result = outcome.status if outcome.status != "queued" else ("deferred" if outcome.cause != "retry" else "retry")
+    metrics.MTN_SUBMISSIONS.labels(result).inc()
+
+
+def rejected(row: Mapping, rejection: RecipientRejected) -> Outcome:
+    return Outcome(row["id"], REJECTED, rejection.reason, {"reject_reason": rejection.reason,
+                                                           "last_error": rejection.detail},
+                   mtn_events.customer_events(row, mtn_events.REJECTED, REJECTED, reason=rejection.reason))
+
+
+def retry(outbox: Outbox, row: Mapping, error: str) -> Outcome:
+    """Certainly not sent: try again on the schedule, or give up as dead (and tell the shop)."""
+    outcome = with_fields(outbox.retry(row, error), NO_LOCK)
+    if outcome.status == DEAD:
+        return Outcome(outcome.row_id, DEAD, outcome.cause, outcome.fields,
+                       mtn_events.customer_events(row, mtn_events.DEAD, DEAD, reason=error))
+    return outcome
+
+
+def with_fields(outcome: Outcome, fields: Mapping) -> Outcome:
+    return Outcome(outcome.row_id, outcome.status, outcome.cause, {**outcome.fields, **fields}, outcome.events)

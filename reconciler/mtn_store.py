@@ -1,0 +1,110 @@
+"""The SQL of the MTN flow beyond the generic outbox: recipient locks and what reconciliation reads."""
+from __future__ import annotations
+
+import itertools
+from datetime import datetime
+from typing import Iterable, Mapping, Sequence
+
+from sqlalchemy import Connection, Engine, RowMapping, select, update
+from sqlalchemy.exc import IntegrityError
+
+from reconciler.outbox_queries import IN_FLIGHT_SQL
+from reconciler.schema import COMPLETED, IN_DOUBT, IN_FLIGHT, SUBMITTED, inbound_webhooks, mtn_orders
+
+UNSETTLED = (IN_FLIGHT, IN_DOUBT, SUBMITTED)  # the order may be at the reseller
+_CHUNK = 500
+
+
+def recipient_key(phone: str, size_gb: int) -> str:
+    return f"{phone}:{size_gb}"
+
+
+def lock_recipients(engine: Engine, worker: str, wanted: Mapping[int, str], now: datetime) -> set[int]:
+    """Give each order (id -> recipient_key) the lock of its recipient and size, first come first served;
+    the ids that got it. Fenced on this worker's lease. A lock left by a settled order is taken over.
+    submitted_at is set now too: should this worker die before it can say, the order went out about now."""
+    t = mtn_orders
+    keys = dict(wanted)
+    with engine.begin() as conn:
+        holders = dict(conn.execute(select(t.c.recipient_lock, t.c.status).where(
+            t.c.recipient_lock.in_(set(keys.values())))).all()) if keys else {}
+        stale = [key for key, status in holders.items() if status not in UNSETTLED]
+        if stale:
+            conn.execute(update(t).where(t.c.recipient_lock.in_(stale), t.c.status.not_in(UNSETTLED))
+                         .values(recipient_lock=None))
+        taken = set(holders) - set(stale)
+        locked: set[int] = set()
+        for row_id, key in keys.items():
+            if key in taken:
+                continue
+            try:
+                with conn.begin_nested():  # another replica may take the same key first: that row waits
+                    if conn.execute(update(t).where(t.c.id == row_id, t.c.status == IN_FLIGHT_SQL,
+                                                    t.c.locked_by == worker)
+                                    .values(recipient_lock=key, normalized_phone=key.rsplit(":", 1)[0],
+                                            submitted_at=now)).rowcount:
+                        locked.add(row_id)
+                        taken.add(key)
+            except IntegrityError:
+                taken.add(key)
+    return locked
+
+
+def unlock_recipients(engine: Engine, worker: str, row_ids: Sequence[int]) -> None:
+    """Free the locks of orders this worker holds but never sent (handed back unstarted)."""
+    if row_ids:
+        t = mtn_orders
+        with engine.begin() as conn:
+            conn.execute(update(t).where(t.c.id.in_(list(row_ids)), t.c.status == IN_FLIGHT_SQL,
+                                         t.c.locked_by == worker).values(recipient_lock=None))
+
+
+def unsettled_orders(engine: Engine) -> list[RowMapping]:
+    """Orders in doubt or submitted, oldest attempt first."""
+    t = mtn_orders
+    with engine.connect() as conn:
+        return list(conn.execute(select(t).where(t.c.status.in_([IN_DOUBT, SUBMITTED]))
+                                 .order_by(t.c.submitted_at)).mappings())
+
+
+def watched_orders(engine: Engine, completed_since: datetime) -> list[RowMapping]:
+    """Completed orders still inside the reversal watch window."""
+    t = mtn_orders
+    with engine.connect() as conn:
+        return list(conn.execute(select(t).where(t.c.status == COMPLETED, t.c.completed_at >= completed_since))
+                    .mappings())
+
+
+def owned_provider_ids(engine: Engine, provider_ids: Iterable[str]) -> set[str]:
+    """Which of these reseller order ids already belong to one of our orders."""
+    t = mtn_orders
+    owned: set[str] = set()
+    with engine.connect() as conn:
+        for chunk in _chunks(provider_ids):
+            owned.update(conn.scalars(select(t.c.provider_order_id).where(t.c.provider_order_id.in_(chunk))))
+    return owned
+
+
+def applicable_webhooks(engine: Engine, provider: str, limit: int) -> list[tuple[int, str, RowMapping]]:
+    """Unprocessed webhooks whose order we know, oldest first, with that order. An event for an order not
+    known yet (not sent, or still in doubt) waits here until its order gets the provider's id."""
+    t, w = mtn_orders, inbound_webhooks
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(w.c.id.label("event_row_id"), w.c.raw_body, t)
+            .join(t, t.c.provider_order_id == w.c.provider_order_id)
+            .where(w.c.provider == provider, w.c.processed_at.is_(None))
+            .order_by(w.c.received_at, w.c.id).limit(limit)).mappings().all()
+    return [(row["event_row_id"], row["raw_body"], row) for row in rows]
+
+
+def mark_processed(conn: Connection, event_row_id: int, now: datetime, error: str | None = None) -> None:
+    conn.execute(update(inbound_webhooks).where(inbound_webhooks.c.id == event_row_id)
+                 .values(processed_at=now, process_error=error))
+
+
+def _chunks(values: Iterable[str]) -> Iterable[list[str]]:
+    iterator = iter(values)
+    while chunk := list(itertools.islice(iterator, _CHUNK)):
+        yield chunk
+
