@@ -77,8 +77,10 @@ class SubmitMtn:
                     # Another order to this recipient and size is unsettled: wait, spending no attempt.
                     wait = ctx.clock() + timedelta(seconds=self.settings.reconcile_interval_seconds)
                     record(batch, outbox.defer(row, wait, "recipient_busy"))
-                else:
-                    batch.halt()  # the balance covers no more; the rest go back to the queue
+                else:  # the balance covers no more: this one waits for the pause, the rest go back unstarted
+                    batch.halt()
+                    until = account.paused_until(ctx.clock())
+                    record(batch, with_fields(outbox.defer(row, until, "insufficient_balance"), NO_LOCK))
         unlock_recipients(ctx.engine, ctx.worker_id, [i for i in batch.unstarted() if i in locked])
 
     def check(self, row: Mapping) -> Recipient | RecipientRejected:

@@ -58,6 +58,10 @@ class MtnAccount:
             self._pause(INSUFFICIENT_BALANCE, now, f"balance {balance} covers {covered} of {len(sizes)} orders")
         return covered
 
+    def paused_until(self, now: datetime) -> datetime:
+        """When the current pause ends (now when there is none)."""
+        return load_state(self.engine, PROVIDER).paused_until or now
+
     def refused(self, error: MtnUnauthorised | MtnInsufficientBalance | MtnRateLimited,
                 now: datetime) -> ProviderState:
         """The reseller refused to take orders at all (401, 402, 429): pause the whole flow."""
