@@ -21,6 +21,7 @@ from reconciler import metrics, mtn_events
 from reconciler.clock import Clock
 from reconciler.config import MtnConfig
 from reconciler.job import JobContext
+from reconciler.mtn_client import FAILED as SAID_FAILED
 from reconciler.mtn_client import MtnClient, MtnError, ProviderOrder
 from reconciler.mtn_settlement import find_match, settlement
 from reconciler.mtn_store import owned_provider_ids, unsettled_orders, watched_orders
@@ -65,13 +66,15 @@ class ReconcileMtn:
             return None
         now = clock()
         watch = timedelta(hours=self.settings.completed_watch_hours)
-        known = unsettled_orders(engine) + watched_orders(engine, now - watch)
-        orders = [o for o in known if only(o)]
         by_id = {said.id: said for said in history}
-        owned = owned_provider_ids(engine, by_id)
+        unsettled = unsettled_orders(engine)
+        reversed_ids = [said.id for said in history if said.status == SAID_FAILED]
+        orders = [o for o in unsettled + watched_orders(engine, reversed_ids, now - watch) if only(o)]
+        unmatched = any(not o["provider_order_id"] for o in orders)
+        owned = owned_provider_ids(engine, by_id) if unmatched else set()
         report = CycleReport()
         for done, order in enumerate(orders, 1):
-            outcome = self.decide(order, history, by_id, owned, known, now, watch)
+            outcome = self.decide(order, history, by_id, owned, unsettled, now, watch)
             report.checked += 1
             if outcome is None:
                 report.still_open += order["status"] == IN_DOUBT
@@ -88,7 +91,7 @@ class ReconcileMtn:
         return report
 
     def decide(self, order: RowMapping, history: Sequence[ProviderOrder], by_id: Mapping[str, ProviderOrder],
-               owned: set[str], known: Sequence[Mapping], now: datetime, watch: timedelta) -> Outcome | None:
+               owned: set[str], unsettled: Sequence[Mapping], now: datetime, watch: timedelta) -> Outcome | None:
         if order["provider_order_id"]:
             said = by_id.get(order["provider_order_id"])
             return settlement(order, said, now, watch, cause="history") if said else None
@@ -99,7 +102,7 @@ class ReconcileMtn:
         sent_at = order["submitted_at"] or order["updated_at"]
         if (now - sent_at).total_seconds() < self.settings.in_doubt_grace_seconds:
             return None
-        if not covers(by_id, known, sent_at - window):
+        if not covers(by_id, unsettled, sent_at - window):
             log.warning("MTN order %s stays in doubt: the history does not reach back to %s",
                         order["shop_order_id"], sent_at.isoformat())
             return None
@@ -124,7 +127,7 @@ class ReconcileMtn:
 
 
 def covers(by_id: Mapping[str, ProviderOrder], known: Sequence[Mapping], since: datetime) -> bool:
-    """Does the history reach back to `since`? It must show every order we know the reseller created since
-    then: a history cut to its latest entries proves nothing about older ones."""
+    """Does the history reach back to `since`? It must show every unsettled order we know the reseller
+    created since then: a history cut to its latest entries proves nothing about older ones."""
     return all(order["provider_order_id"] in by_id for order in known
                if order["provider_order_id"] and order["submitted_at"] and order["submitted_at"] >= since)

@@ -67,12 +67,15 @@ def unsettled_orders(engine: Engine) -> list[RowMapping]:
                                  .order_by(t.c.submitted_at)).mappings())
 
 
-def watched_orders(engine: Engine, completed_since: datetime) -> list[RowMapping]:
-    """Completed orders still inside the reversal watch window."""
+def watched_orders(engine: Engine, provider_ids: Iterable[str], completed_since: datetime) -> list[RowMapping]:
+    """Of these reseller orders, ours that completed inside the reversal watch window."""
     t = mtn_orders
+    found: list[RowMapping] = []
     with engine.connect() as conn:
-        return list(conn.execute(select(t).where(t.c.status == COMPLETED, t.c.completed_at >= completed_since))
-                    .mappings())
+        for chunk in _chunks(provider_ids):
+            found += conn.execute(select(t).where(t.c.provider_order_id.in_(chunk), t.c.status == COMPLETED,
+                                                  t.c.completed_at >= completed_since)).mappings().all()
+    return found
 
 
 def owned_provider_ids(engine: Engine, provider_ids: Iterable[str]) -> set[str]:
