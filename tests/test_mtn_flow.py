@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterator
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import Engine, insert, select
 
 from jobs import apply_mtn_webhooks
@@ -254,6 +255,7 @@ def test_a_bad_key_pauses_the_flow_and_a_working_key_resumes_it(flow: Flow) -> N
     assert flow.fake.create_requests == 1  # the first 401 stopped the batch
     state = load_state(flow.engine, "mtn")
     assert (state.paused, state.paused_reason) == (True, "unauthorised")
+    assert paused_metric("unauthorised") == 1
     assert {o["attempts"] for o in flow.orders().values()} == {0}
 
     flow.clock.advance(flow.config.mtn.auth_pause_seconds + 1)
@@ -264,6 +266,7 @@ def test_a_bad_key_pauses_the_flow_and_a_working_key_resumes_it(flow: Flow) -> N
     flow.submit()
     assert set(flow.statuses().values()) == {"submitted"}
     assert not load_state(flow.engine, "mtn").paused
+    assert paused_metric("unauthorised") == 0
 
 
 def test_only_what_the_balance_covers_is_sent_and_the_rest_waits_for_a_top_up(flow: Flow) -> None:
@@ -332,6 +335,10 @@ def test_every_transition_is_in_the_status_history(flow: Flow) -> None:
                                       status_history.c.cause).order_by(status_history.c.id)).all()
     assert history == [("queued", "in_flight", "claimed"), ("in_flight", "submitted", "submitted"),
                        ("submitted", "completed", "webhook")]
+
+
+def paused_metric(reason: str) -> float | None:
+    return REGISTRY.get_sample_value("reconciler_provider_paused", {"provider": "mtn", "reason": reason})
 
 
 def _payload(flow: Flow, order_ref: str) -> dict:
