@@ -5,7 +5,8 @@ stuck: one history fetch per cycle, matched in memory against our unsettled and 
 - an in-doubt order adopts the one history order that matches it (recipient, size, network, time) and
   that no other row owns; only when the history covers its time and shows nothing for
   `mtn.in_doubt_grace_seconds` is it queued again (or dead, when its retries are spent);
-- completed orders are watched for `mtn.completed_watch_hours`: a reversal makes them failed.
+- completed orders are watched for `mtn.completed_watch_hours`: a reversal makes them failed;
+- webhooks that waited that long for an order we never had are closed.
 """
 from __future__ import annotations
 
@@ -22,9 +23,9 @@ from reconciler.clock import Clock
 from reconciler.config import MtnConfig
 from reconciler.job import JobContext
 from reconciler.mtn_client import FAILED as SAID_FAILED
-from reconciler.mtn_client import MtnClient, MtnError, ProviderOrder
+from reconciler.mtn_client import PROVIDER, MtnClient, MtnError, ProviderOrder
 from reconciler.mtn_settlement import find_match, settlement
-from reconciler.mtn_store import owned_provider_ids, unsettled_orders, watched_orders
+from reconciler.mtn_store import expire_orphan_webhooks, owned_provider_ids, unsettled_orders, watched_orders
 from reconciler.outbox import Outcome
 from reconciler.providers import mtn_client
 from reconciler.schema import DEAD, IN_DOUBT, QUEUED, mtn_orders
@@ -87,6 +88,7 @@ class ReconcileMtn:
                     report.settled += 1
                 metrics.MTN_SETTLED.labels("history", outcome.status).inc()
             progress(done, len(orders))
+        expire_orphan_webhooks(engine, PROVIDER, now - watch, now)
         metrics.MTN_RECONCILE_RUNS.labels("ok").inc()
         return report
 

@@ -101,6 +101,18 @@ def applicable_webhooks(engine: Engine, provider: str, limit: int) -> list[tuple
     return [(row["event_row_id"], row["raw_body"], row) for row in rows]
 
 
+def expire_orphan_webhooks(engine: Engine, provider: str, received_before: datetime, now: datetime) -> int:
+    """Close events that waited past `received_before` for an order we never had (placed outside the
+    daemon, say), so they stop being read every cycle. They stay in the table, marked with why."""
+    t, w = mtn_orders, inbound_webhooks
+    known = select(t.c.id).where(t.c.provider_order_id == w.c.provider_order_id).exists()
+    with engine.begin() as conn:
+        return conn.execute(update(w).where(w.c.provider == provider, w.c.processed_at.is_(None),
+                                            w.c.received_at < received_before, ~known)
+                            .values(processed_at=now, process_error="no order of ours has this provider id")
+                            ).rowcount
+
+
 def mark_processed(conn: Connection, event_row_id: int, now: datetime, error: str | None = None) -> None:
     conn.execute(update(inbound_webhooks).where(inbound_webhooks.c.id == event_row_id)
                  .values(processed_at=now, process_error=error))

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterator
 
 import pytest
+import requests
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine, insert, select
 
@@ -20,7 +21,7 @@ from reconciler.fakes.mtn import FakeMtn
 from reconciler.http_listener import HttpListener
 from reconciler.mtn_webhook import mtn_webhook_route
 from reconciler.provider_state import load_state
-from reconciler.schema import mtn_orders, status_history, webhook_deliveries
+from reconciler.schema import inbound_webhooks, mtn_orders, status_history, webhook_deliveries
 
 from factories import job_context
 
@@ -345,3 +346,21 @@ def _payload(flow: Flow, order_ref: str) -> dict:
     with flow.engine.connect() as conn:
         return json.loads(conn.scalar(select(webhook_deliveries.c.payload)
                                       .where(webhook_deliveries.c.order_ref == order_ref)))
+
+
+def test_a_webhook_for_an_order_we_never_had_is_kept_then_closed_after_the_watch_window(flow: Flow) -> None:
+    outside = requests.post(f"{flow.fake.url}/api/orders", headers={"X-API-KEY": KEY}, timeout=5,
+                            json={"recipient_phone": "0241234567", "network": "MTN", "size_gb": 5})
+    flow.fake.process_pending()  # its webhook reaches us: stored, but no order of ours has that id
+    flow.apply_webhooks()
+    flow.reconcile()
+    assert unprocessed(flow) == [str(outside.json()["order_id"])]
+    flow.clock.advance(flow.config.mtn.completed_watch_hours * 3600 + 1)
+    flow.reconcile()
+    assert unprocessed(flow) == []
+
+
+def unprocessed(flow: Flow) -> list[str]:
+    with flow.engine.connect() as conn:
+        return list(conn.scalars(select(inbound_webhooks.c.provider_order_id)
+                                 .where(inbound_webhooks.c.processed_at.is_(None))))
