@@ -180,14 +180,21 @@ class Outbox:
 
 
 def requeue(engine: Engine, table: Table, row_ids: Sequence[int], actor: str, cause: str,
-            now: datetime) -> list[int]:
-    """A person's decision to try again now, with a fresh retry budget; rows in flight are left alone."""
+            now: datetime, *, statuses: Sequence[str] | None = None,
+            reset: Mapping[str, Any] | None = None) -> list[int]:
+    """A person's decision to try again now, with a fresh retry budget; rows in flight are left alone.
+
+    `statuses`: only rows in one of these are taken (checked under the row lock, so a row that moved
+    meanwhile is left alone). `reset`: more columns set with it, e.g. what a new attempt must not inherit."""
     t = table
+    takeable = t.c.status != IN_FLIGHT_SQL
+    if statuses is not None:
+        takeable = takeable & t.c.status.in_([s for s in statuses if s != IN_FLIGHT])
     with engine.begin() as conn:
         before = dict(conn.execute(select(t.c.id, t.c.status).where(
-            t.c.id.in_(list(row_ids)), t.c.status != IN_FLIGHT_SQL)).all())
-        conn.execute(update(t).where(t.c.id.in_(list(before)), t.c.status != IN_FLIGHT_SQL).values(
-            status=QUEUED, attempts=0, next_attempt_at=now, last_error=None, updated_at=now))
+            t.c.id.in_(list(row_ids)), takeable).with_for_update()).all())
+        conn.execute(update(t).where(t.c.id.in_(list(before)), takeable).values(
+            **dict(reset or {}), status=QUEUED, attempts=0, next_attempt_at=now, last_error=None, updated_at=now))
         record_history(conn, t.name, [(i, s, QUEUED, cause) for i, s in before.items()], actor, now)
     return sorted(before)
 
