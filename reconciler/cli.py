@@ -8,6 +8,7 @@ import threading
 
 import click
 
+from reconciler.cli_mtn import balance, enqueue, reconcile, retry
 from reconciler.cli_support import App
 from reconciler.cli_webhooks import webhooks
 from reconciler.clock import utcnow
@@ -114,7 +115,8 @@ def run(app: App) -> None:
         admin.stop()
 
 
-cli.add_command(webhooks)
+for command in (webhooks, enqueue, retry, balance, reconcile):
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
 """What every command shares: the lazily loaded config, and the WHEN argument type."""
 from __future__ import annotations
 
+import getpass
 import re
 import sys
 from datetime import datetime, timedelta, timezone
@@ -38,6 +39,22 @@ class App:
 
     def engine(self) -> Engine:
         return make_engine(self.config.database.url)
+
+    def require(self, *keys: str) -> Config:
+        """The config, when these settings are set; else a config error naming the first missing one."""
+        for key in keys:
+            if not self.config.value(key):
+                click.echo(f"config error: {key} is not set", err=True)
+                sys.exit(2)
+        return self.config
+
+
+def actor() -> str:
+    """Who did it, for status_history: cli:<login name>."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):  # no login name in this environment (a container without USER)
+        return "cli"
 
 
 class When(click.ParamType):
