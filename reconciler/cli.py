@@ -12,6 +12,7 @@ from reconciler.cli_mtn import balance, enqueue, reconcile, retry
 from reconciler.cli_support import App
 from reconciler.cli_webhooks import webhooks
 from reconciler.clock import utcnow
+from reconciler.demo import demo
 from reconciler.migrate import migrate
 from reconciler.outbox import table_stats
 from reconciler.schema import DEAD, OUTBOX_TABLES, STATUSES_BY_TABLE
@@ -115,7 +116,7 @@ def run(app: App) -> None:
         admin.stop()
 
 
-for command in (webhooks, enqueue, retry, balance, reconcile):
+for command in (webhooks, enqueue, retry, balance, reconcile, demo):
     cli.add_command(command)
 
 

@@ -1,6 +1,10 @@
-"""The MTN commands: enqueue, retry, balance, reconcile (against the fake reseller, real HTTP)."""
+"""The MTN commands: enqueue, retry, balance, reconcile (against the fake reseller, real HTTP), and the demo."""
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from decimal import Decimal
 
 from click.testing import CliRunner
@@ -14,7 +18,7 @@ from reconciler.mtn_client import MtnClient
 from reconciler.order_admin import enqueue_mtn, find_mtn_order
 from reconciler.outbox import Outcome
 from reconciler.provider_state import load_state
-from reconciler.schema import DEAD, IN_DOUBT, SUBMITTED, mtn_orders, status_history
+from reconciler.schema import DEAD, IN_DOUBT, SUBMITTED, TERMINAL_STATUSES, mtn_orders, status_history
 
 SHOP_COLUMNS = {"shop_order_id", "recipient_phone", "network", "size_gb", "notify_url"}
 
@@ -121,3 +125,15 @@ def test_reconcile_settles_submitted_orders_whose_webhooks_were_dropped(engine, 
         unreadable = invoke(db_url, "reconcile", **env)
         assert unreadable.exit_code == 1 and "history could not be read" in unreadable.output
 
+
+def test_demo_settles_every_order(tmp_path):
+    env = {**os.environ, "TMPDIR": str(tmp_path)}  # where the demo keeps its database while it runs
+    done = subprocess.run([sys.executable, "-m", "reconciler", "demo", "--orders", "20"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "20 of 20 orders settled" in done.stdout
+    table = dict(re.findall(r"^  (\w+) +(\d+)$", done.stdout.split("orders settled in")[1], re.M))
+    assert set(table) <= set(TERMINAL_STATUSES) and sum(map(int, table.values())) == 20, done.stdout
+    assert int(table["completed"]) > 0 and int(table["rejected"]) > 0
+    assert "customer notifications: 20 delivered, 0 dead; the shop verified 20 signatures" in done.stdout
+    assert not list(tmp_path.iterdir())  # nothing left behind
