@@ -15,6 +15,7 @@ from reconciler.clock import utcnow
 from reconciler.demo import demo
 from reconciler.migrate import migrate
 from reconciler.outbox import table_stats
+from reconciler.provider_state import ProviderState, load_states
 from reconciler.schema import DEAD, OUTBOX_TABLES, STATUSES_BY_TABLE
 
 @click.group()
@@ -55,7 +56,7 @@ def db_migrate(app: App) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of a table.")
 @click.pass_obj
 def status(app: App, as_json: bool) -> None:
-    """Rows per outbox table and status, the oldest queued age and the dead count."""
+    """Rows per outbox table and status, the oldest queued age and the dead count; paused providers."""
     engine = app.engine()
     now = utcnow()
     report = {}
@@ -66,13 +67,26 @@ def status(app: App, as_json: bool) -> None:
             "oldest_queued_age_seconds": round(stats.oldest_queued_age_seconds, 1),
             "dead": stats.counts.get(DEAD, 0),
         }
+    providers = {state.provider: provider_report(state) for state in load_states(engine)}
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        click.echo(json.dumps({**report, "providers": providers}, indent=2))
         return
     for name, entry in report.items():
         click.echo(f"{name}  (oldest queued {entry['oldest_queued_age_seconds']:.0f}s, dead {entry['dead']})")
         for state, count in entry["counts"].items():
             click.echo(f"  {state:<10} {count:>10}")
+    for name, entry in providers.items():
+        flow = f"PAUSED ({entry['paused_reason']}) until {entry['paused_until']}" if entry["paused"] else "open"
+        balance = f", balance {entry['balance']} at {entry['balance_checked_at']}" if entry["balance"] else ""
+        click.echo(f"{name}: {flow}{balance}")
+
+
+def provider_report(state: ProviderState) -> dict:
+    """Why a provider's orders may be waiting: its pause, and its last balance reading."""
+    return {"paused": state.paused, "paused_reason": state.paused_reason,
+            "paused_until": state.paused_until.isoformat() if state.paused_until else None,
+            "balance": str(state.balance) if state.balance is not None else None,
+            "balance_checked_at": state.balance_checked_at.isoformat() if state.balance_checked_at else None}
 
 
 @cli.command()

@@ -36,6 +36,11 @@ def load_state(engine: Engine, provider: str) -> ProviderState:
     return ProviderState(*row) if row is not None else ProviderState(provider)
 
 
+def load_states(engine: Engine) -> list[ProviderState]:
+    with engine.connect() as conn:
+        return [ProviderState(*row) for row in conn.execute(select(*_COLUMNS).order_by(provider_state.c.provider))]
+
+
 def pause(engine: Engine, provider: str, reason: str, until: datetime, now: datetime) -> ProviderState:
     """Stop the provider's flow until `until` (then the flow probes before it sends again)."""
     return _update(engine, provider, now, paused=True, paused_reason=reason, paused_until=until)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import threading
+from decimal import Decimal
 from datetime import timedelta
 
 import requests
@@ -18,6 +19,7 @@ from reconciler.db import make_engine
 from reconciler.job import JobContext
 from reconciler.outbox import Outbox, Outcome
 from reconciler.outboxes import build_outboxes
+from reconciler.provider_state import pause, record_balance
 from reconciler.schema import mtn_orders
 
 
@@ -89,7 +91,19 @@ def test_status_prints_counts_oldest_age_and_dead_as_text_and_json(engine, db_ur
     assert mtn["counts"] == {"queued": 3, "in_flight": 0, "in_doubt": 0, "submitted": 0, "completed": 1,
                              "failed": 0, "rejected": 0, "dead": 1}
     assert mtn["dead"] == 1 and mtn["oldest_queued_age_seconds"] >= 90
-    assert set(report) == {"mtn_orders", "zoho_orders", "webhook_deliveries"}
+    assert set(report) == {"mtn_orders", "zoho_orders", "webhook_deliveries", "providers"}
+    assert report["providers"] == {}
     text = runner.invoke(cli, ["status"], env=env)
     assert text.exit_code == 0
     assert "mtn_orders" in text.output and "dead 1" in text.output
+
+
+def test_status_says_why_a_providers_orders_wait(engine, db_url, clock):
+    record_balance(engine, "mtn", Decimal("12.50"), clock())
+    pause(engine, "mtn", "insufficient_balance", clock() + timedelta(minutes=5), clock())
+    runner = CliRunner()
+    env = {"RECONCILER_DATABASE_URL": db_url, "RECONCILER_CONFIG": ""}
+    mtn = json.loads(runner.invoke(cli, ["status", "--json"], env=env).output)["providers"]["mtn"]
+    assert (mtn["paused"], mtn["paused_reason"], Decimal(mtn["balance"])) == (True, "insufficient_balance",
+                                                                               Decimal("12.5"))
+    assert "mtn: PAUSED (insufficient_balance) until" in runner.invoke(cli, ["status"], env=env).output
