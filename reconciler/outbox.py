@@ -76,8 +76,7 @@ class Outbox:
         """Take up to `limit` due rows, oldest first, under a lease owned by this worker."""
         started = time.perf_counter()
         now = self.clock()
-        with self.engine.begin() as conn:
-            rows = self._queries.claim(conn, limit, self.worker_id, now, now + self.lease)
+        rows = self._queries.claim(limit, self.worker_id, now, now + self.lease)
         metrics.OUTBOX_CLAIM_DURATION.labels(self.name).observe(time.perf_counter() - started)
         metrics.OUTBOX_CLAIMED.labels(self.name).inc(len(rows))
         return rows
