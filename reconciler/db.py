@@ -40,10 +40,10 @@ _hot_path_engines: WeakKeyDictionary[Engine, dict[str, Engine]] = WeakKeyDiction
 _hot_path_engines_lock = threading.Lock()
 
 
-def hot_path_engine(engine: Engine, options: str) -> Engine:
-    """PostgreSQL: a pool for a one-statement outbox query, kept apart from `engine`'s pool: autocommit, so the
-    statement is one round trip, no ping (see run_on_live_connection) and the libpq session `options` the
-    statement needs. One per `engine` and `options`, disposed with `engine`."""
+def hot_path_engine(engine: Engine, options: str = "") -> Engine:
+    """PostgreSQL: a pool for the outbox's one-statement claim and finalise, kept apart from `engine`'s pool:
+    autocommit, so each statement is one round trip, no ping (see run_on_live_connection) and the libpq
+    session `options` the statement needs. One per `engine` and `options`, disposed with `engine`."""
     with _hot_path_engines_lock:
         engines = _hot_path_engines.setdefault(engine, {})
         if options not in engines:

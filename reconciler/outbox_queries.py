@@ -44,6 +44,7 @@ class PostgresQueries:
     def __init__(self, engine: Engine, table: Table) -> None:
         self.table = table
         self._claims = hot_path_engine(engine, _CLAIM_SESSION)
+        self._finalises = hot_path_engine(engine)
         name = table.name
         self._claim = text(f"""
             WITH due AS (
@@ -71,6 +72,22 @@ class PostgresQueries:
         params = {"now": now, "until": until, "limit": limit, "worker": worker}
         return run_on_live_connection(
             self._claims, lambda conn, _again: conn.execute(self._claim, params).mappings().all())
+
+    def finalise_alone(self, outcomes: Sequence[Any], fields: tuple[str, ...], worker: str,
+                       now: datetime) -> list[int]:
+        """finalise() as a transaction of its own: one statement in autocommit, one round trip."""
+        def write(conn: Connection, again: bool) -> list[int]:
+            owned = self.finalise(conn, outcomes, fields, worker, now)
+            if again:  # rows the lost first run wrote are no longer in flight, but their history is ours
+                owned += self._written(conn, {o.row_id for o in outcomes} - set(owned), worker, now)
+            return owned
+        return run_on_live_connection(self._finalises, write)
+
+    def _written(self, conn: Connection, row_ids: set[int], worker: str, now: datetime) -> list[int]:
+        h = status_history
+        return conn.execute(select(h.c.row_id).where(
+            h.c.table_name == self.table.name, h.c.row_id.in_(row_ids), h.c.from_status == IN_FLIGHT_SQL,
+            h.c.worker_id == worker, h.c.created_at == now)).scalars().all()
 
     def finalise(self, conn: Connection, outcomes: Sequence[Any], fields: tuple[str, ...], worker: str,
                  now: datetime) -> list[int]:
@@ -132,6 +149,11 @@ class SQLiteQueries:
                 .returning(*t.c)).mappings().all()
             record_history(conn, t.name, [(r["id"], QUEUED, IN_FLIGHT, "claimed") for r in rows], worker, now)
         return sorted(rows, key=lambda r: (r["next_attempt_at"], r["id"]))
+
+    def finalise_alone(self, outcomes: Sequence[Any], fields: tuple[str, ...], worker: str,
+                       now: datetime) -> list[int]:
+        with self.engine.begin() as conn:
+            return self.finalise(conn, outcomes, fields, worker, now)
 
     def finalise(self, conn: Connection, outcomes: Sequence[Any], fields: tuple[str, ...], worker: str,
                  now: datetime) -> list[int]:

@@ -9,11 +9,13 @@ from collections import Counter
 
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
 
 from factories import add_mtn_orders
 from reconciler.clock import utcnow
 from reconciler.db import hot_path_engine, make_engine
 from reconciler.outbox import Outbox, Outcome, table_stats
+from reconciler.outbox_queries import PostgresQueries
 from reconciler.schema import mtn_orders, status_history, webhook_deliveries
 
 
@@ -251,6 +253,25 @@ def test_claim_and_finalise_survive_the_server_dropping_idle_connections(engine,
     drop_other_connections(engine)
     assert [r["id"] for r in box.claim(2)] == ids[2:]
     assert history(engine, ids[2]) == [("queued", "in_flight", "claimed", "w1")]
+
+
+def test_a_finalise_whose_reply_was_lost_after_it_committed_still_reports_its_rows(engine, clock, monkeypatch):
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite has no server to drop a connection")
+    ids = add_mtn_orders(engine, 2, due_at=clock.now)
+    box = outbox(engine, clock)
+    box.claim(2)
+    write = PostgresQueries.finalise
+
+    def write_then_lose_the_reply(self, conn, *args):
+        write(self, conn, *args)  # autocommit: this is written
+        monkeypatch.setattr(PostgresQueries, "finalise", write)
+        raise DBAPIError("finalise", {}, OSError("server closed the connection"), connection_invalidated=True)
+
+    monkeypatch.setattr(PostgresQueries, "finalise", write_then_lose_the_reply)
+    result = box.finalise([Outcome(i, "completed", "done") for i in ids])
+    assert result.finalised == ids and result.lost == []
+    assert [cause for *_, cause, _ in history(engine, ids[0])] == ["claimed", "done"]  # written once
 
 
 def _claim_until_empty(url: str, worker: str, start, results) -> None:
