@@ -1,9 +1,16 @@
 """Database engines with the settings the outbox relies on, for SQLite and PostgreSQL."""
 from __future__ import annotations
 
-from sqlalchemy import Engine, Table, create_engine, event
+import threading
+from typing import Callable, TypeVar
+from weakref import WeakKeyDictionary
+
+from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
+T = TypeVar("T")
 
 
 def normalise_url(url: str) -> str:
@@ -27,6 +34,38 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
         _sqlite_immediate_transactions(engine)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
+
+
+_hot_path_engines: WeakKeyDictionary[Engine, dict[str, Engine]] = WeakKeyDictionary()
+_hot_path_engines_lock = threading.Lock()
+
+
+def hot_path_engine(engine: Engine, options: str = "") -> Engine:
+    """PostgreSQL: a pool for the outbox's one-statement claim and finalise, kept apart from `engine`'s pool:
+    autocommit, so each statement is one round trip, no ping (see run_on_live_connection) and the libpq
+    session `options` the statement needs. One per `engine` and `options`, disposed with `engine`."""
+    with _hot_path_engines_lock:
+        engines = _hot_path_engines.setdefault(engine, {})
+        if options not in engines:
+            session = " ".join(filter(None, [engine.url.query.get("options"), options]))
+            hot = create_engine(engine.url.update_query_dict({"options": session}), isolation_level="AUTOCOMMIT")
+            event.listen(engine, "engine_disposed", lambda _engine: hot.dispose())
+            engines[options] = hot
+        return engines[options]
+
+
+def run_on_live_connection(engine: Engine, work: Callable[[Connection, bool], T]) -> T:
+    """Run work(connection, again=False) on a pool that does not ping. If the server had dropped the
+    connection (a restart, an idle timeout), the pool drops its other old connections too and work runs
+    once more, with again=True: the first run may have committed before its reply was lost."""
+    try:
+        with engine.connect() as conn:
+            return work(conn, False)
+    except DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
+    with engine.connect() as conn:
+        return work(conn, True)
 
 
 def _sqlite_immediate_transactions(engine: Engine) -> None:

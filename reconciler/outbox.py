@@ -76,8 +76,7 @@ class Outbox:
         """Take up to `limit` due rows, oldest first, under a lease owned by this worker."""
         started = time.perf_counter()
         now = self.clock()
-        with self.engine.begin() as conn:
-            rows = self._queries.claim(conn, limit, self.worker_id, now, now + self.lease)
+        rows = self._queries.claim(limit, self.worker_id, now, now + self.lease)
         metrics.OUTBOX_CLAIM_DURATION.labels(self.name).observe(time.perf_counter() - started)
         metrics.OUTBOX_CLAIMED.labels(self.name).inc(len(rows))
         return rows
@@ -98,10 +97,14 @@ class Outbox:
         for outcome in by_id.values():
             groups.setdefault(tuple(sorted(outcome.fields)), []).append(outcome)
         owned: set[int] = set()
-        with self.engine.begin() as conn:
-            for fields, group in groups.items():
-                owned.update(self._queries.finalise(conn, group, fields, self.worker_id, now))
-            emit_events(conn, self.name, [e for o in by_id.values() if o.row_id in owned for e in o.events], now)
+        if len(groups) == 1 and not any(o.events for o in by_id.values()):  # one statement, nothing else
+            [(fields, group)] = groups.items()
+            owned.update(self._queries.finalise_alone(group, fields, self.worker_id, now))
+        else:
+            with self.engine.begin() as conn:
+                for fields, group in groups.items():
+                    owned.update(self._queries.finalise(conn, group, fields, self.worker_id, now))
+                emit_events(conn, self.name, [e for o in by_id.values() if o.row_id in owned for e in o.events], now)
         for status, count in Counter(by_id[row_id].status for row_id in owned).items():
             metrics.OUTBOX_FINALISED.labels(self.name, status).inc(count)
         lost = sorted(set(by_id) - owned)

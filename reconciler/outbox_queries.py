@@ -13,6 +13,7 @@ from typing import Any, Mapping, Sequence
 from sqlalchemy import Connection, Engine, RowMapping, Table, bindparam, insert, literal_column, select, text, update
 from sqlalchemy.dialects import postgresql
 
+from reconciler.db import hot_path_engine, run_on_live_connection
 from reconciler.schema import IN_FLIGHT, QUEUED, UTCDateTime, status_history
 
 # Statuses are written into the SQL as literals, never bound: a bound status cannot match the partial
@@ -20,6 +21,11 @@ from reconciler.schema import IN_FLIGHT, QUEUED, UTCDateTime, status_history
 QUEUED_SQL, IN_FLIGHT_SQL = literal_column(f"'{QUEUED}'"), literal_column(f"'{IN_FLIGHT}'")
 
 Transition = tuple[int, str, str, str]  # row_id, from_status, to_status, cause
+
+# With stale statistics the planner may think few rows are queued and sort every due row. The claim's
+# sessions turn off sequential and bitmap scans, which keeps the claim an ordered walk of the partial index:
+# O(batch), whatever the backlog. Only the claim's: other statements need those scans.
+_CLAIM_SESSION = "-c enable_seqscan=off -c enable_bitmapscan=off"
 
 
 def record_history(conn: Connection, table: str, transitions: Sequence[Transition], worker: str,
@@ -35,8 +41,10 @@ def record_history(conn: Connection, table: str, transitions: Sequence[Transitio
 class PostgresQueries:
     """One statement per claim and per finalise group: CTEs carry the rows into status_history."""
 
-    def __init__(self, table: Table) -> None:
+    def __init__(self, engine: Engine, table: Table) -> None:
         self.table = table
+        self._claims = hot_path_engine(engine, _CLAIM_SESSION)
+        self._finalises = hot_path_engine(engine)
         name = table.name
         self._claim = text(f"""
             WITH due AS (
@@ -59,13 +67,27 @@ class PostgresQueries:
                         ).columns(*table.c)
         self._finalise_by_fields: dict[tuple[str, ...], Any] = {}
 
-    def claim(self, conn: Connection, limit: int, worker: str, now: datetime, until: datetime) -> list[RowMapping]:
-        # With stale statistics the planner may think few rows are queued and sort every due row;
-        # this keeps the claim an ordered walk of the partial index: O(batch), whatever the backlog.
-        conn.exec_driver_sql("SELECT set_config('enable_seqscan', 'off', true), "
-                             "set_config('enable_bitmapscan', 'off', true)")
-        return list(conn.execute(self._claim, {"now": now, "until": until, "limit": limit, "worker": worker})
-                    .mappings())
+    def claim(self, limit: int, worker: str, now: datetime, until: datetime) -> list[RowMapping]:
+        # A claim run twice because its first reply was lost leaves the first one's rows to the rescuer.
+        params = {"now": now, "until": until, "limit": limit, "worker": worker}
+        return run_on_live_connection(
+            self._claims, lambda conn, _again: conn.execute(self._claim, params).mappings().all())
+
+    def finalise_alone(self, outcomes: Sequence[Any], fields: tuple[str, ...], worker: str,
+                       now: datetime) -> list[int]:
+        """finalise() as a transaction of its own: one statement in autocommit, one round trip."""
+        def write(conn: Connection, again: bool) -> list[int]:
+            owned = self.finalise(conn, outcomes, fields, worker, now)
+            if again:  # rows the lost first run wrote are no longer in flight, but their history is ours
+                owned += self._written(conn, {o.row_id for o in outcomes} - set(owned), worker, now)
+            return owned
+        return run_on_live_connection(self._finalises, write)
+
+    def _written(self, conn: Connection, row_ids: set[int], worker: str, now: datetime) -> list[int]:
+        h = status_history
+        return conn.execute(select(h.c.row_id).where(
+            h.c.table_name == self.table.name, h.c.row_id.in_(row_ids), h.c.from_status == IN_FLIGHT_SQL,
+            h.c.worker_id == worker, h.c.created_at == now)).scalars().all()
 
     def finalise(self, conn: Connection, outcomes: Sequence[Any], fields: tuple[str, ...], worker: str,
                  now: datetime) -> list[int]:
@@ -79,7 +101,7 @@ class PostgresQueries:
         for i, name in enumerate(fields):
             process = self.table.c[name].type.bind_processor(postgresql.dialect())
             params[f"f{i}"] = [process(o.fields[name]) if process else o.fields[name] for o in outcomes]
-        return list(conn.execute(statement, params).scalars())
+        return conn.execute(statement, params).scalars().all()
 
     def _build_finalise(self, fields: tuple[str, ...]):
         name = self.table.name
@@ -109,22 +131,29 @@ class PostgresQueries:
 class SQLiteQueries:
     """BEGIN IMMEDIATE (see db.py) holds the single write lock, so plain statements are race-free."""
 
-    def __init__(self, table: Table) -> None:
+    def __init__(self, engine: Engine, table: Table) -> None:
+        self.engine = engine
         self.table = table
 
-    def claim(self, conn: Connection, limit: int, worker: str, now: datetime, until: datetime) -> list[RowMapping]:
+    def claim(self, limit: int, worker: str, now: datetime, until: datetime) -> list[RowMapping]:
         t = self.table
         due = (select(t.c.id)
                .where(t.c.status == QUEUED_SQL, t.c.next_attempt_at <= now)
                .order_by(t.c.next_attempt_at, t.c.id)
                .limit(limit))
-        rows = conn.execute(
-            update(t).where(t.c.id.in_(due.scalar_subquery()))
-            .values(status=IN_FLIGHT, locked_by=worker, locked_until=until, attempts=t.c.attempts + 1,
-                    updated_at=now)
-            .returning(*t.c)).mappings().all()
-        record_history(conn, t.name, [(r["id"], QUEUED, IN_FLIGHT, "claimed") for r in rows], worker, now)
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                update(t).where(t.c.id.in_(due.scalar_subquery()))
+                .values(status=IN_FLIGHT, locked_by=worker, locked_until=until, attempts=t.c.attempts + 1,
+                        updated_at=now)
+                .returning(*t.c)).mappings().all()
+            record_history(conn, t.name, [(r["id"], QUEUED, IN_FLIGHT, "claimed") for r in rows], worker, now)
         return sorted(rows, key=lambda r: (r["next_attempt_at"], r["id"]))
+
+    def finalise_alone(self, outcomes: Sequence[Any], fields: tuple[str, ...], worker: str,
+                       now: datetime) -> list[int]:
+        with self.engine.begin() as conn:
+            return self.finalise(conn, outcomes, fields, worker, now)
 
     def finalise(self, conn: Connection, outcomes: Sequence[Any], fields: tuple[str, ...], worker: str,
                  now: datetime) -> list[int]:
@@ -142,4 +171,4 @@ class SQLiteQueries:
 
 
 def queries_for(engine: Engine, table: Table) -> PostgresQueries | SQLiteQueries:
-    return PostgresQueries(table) if engine.dialect.name == "postgresql" else SQLiteQueries(table)
+    return PostgresQueries(engine, table) if engine.dialect.name == "postgresql" else SQLiteQueries(engine, table)

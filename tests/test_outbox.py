@@ -3,16 +3,19 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+import time
 from datetime import timedelta
 from collections import Counter
 
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
 
 from factories import add_mtn_orders
 from reconciler.clock import utcnow
-from reconciler.db import make_engine
+from reconciler.db import hot_path_engine, make_engine
 from reconciler.outbox import Outbox, Outcome, table_stats
+from reconciler.outbox_queries import PostgresQueries
 from reconciler.schema import mtn_orders, status_history, webhook_deliveries
 
 
@@ -216,6 +219,59 @@ def test_a_claim_reads_its_batch_not_the_backlog_even_with_stale_statistics(engi
     before = claim_index_entries_read(engine)
     assert len(outbox(engine, clock).claim(50)) == 50
     assert claim_index_entries_read(engine) - before <= 100  # a sort of the backlog would read 5000
+
+
+def test_the_claim_sessions_keep_the_options_of_the_database_url(db_url):
+    if db_url.startswith("sqlite"):
+        pytest.skip("libpq options are PostgreSQL's")
+    engine = make_engine(db_url + "?options=-c%20statement_timeout%3D4321")
+    with hot_path_engine(engine, "-c enable_seqscan=off").connect() as conn:
+        assert conn.scalar(text("SHOW statement_timeout")) == "4321ms"
+        assert conn.scalar(text("SHOW enable_seqscan")) == "off"
+    with engine.connect() as conn:
+        assert conn.scalar(text("SHOW enable_seqscan")) == "on"
+    engine.dispose()
+
+
+def drop_other_connections(engine) -> None:
+    """What a server restart or an idle timeout does to the pools' idle connections."""
+    others = "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:  # a fresh view each time
+        conn.execute(text(f"SELECT pg_terminate_backend(pid) {others}"))
+        while conn.scalar(text(f"SELECT count(*) {others}")):
+            time.sleep(0.01)
+
+
+def test_claim_and_finalise_survive_the_server_dropping_idle_connections(engine, clock):
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite has no server to drop a connection")
+    ids = add_mtn_orders(engine, 4, due_at=clock.now)
+    box = outbox(engine, clock)
+    first = box.claim(2)
+    drop_other_connections(engine)
+    assert box.finalise([Outcome(r["id"], "completed", "done") for r in first]).finalised == ids[:2]
+    drop_other_connections(engine)
+    assert [r["id"] for r in box.claim(2)] == ids[2:]
+    assert history(engine, ids[2]) == [("queued", "in_flight", "claimed", "w1")]
+
+
+def test_a_finalise_whose_reply_was_lost_after_it_committed_still_reports_its_rows(engine, clock, monkeypatch):
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite has no server to drop a connection")
+    ids = add_mtn_orders(engine, 2, due_at=clock.now)
+    box = outbox(engine, clock)
+    box.claim(2)
+    write = PostgresQueries.finalise
+
+    def write_then_lose_the_reply(self, conn, *args):
+        write(self, conn, *args)  # autocommit: this is written
+        monkeypatch.setattr(PostgresQueries, "finalise", write)
+        raise DBAPIError("finalise", {}, OSError("server closed the connection"), connection_invalidated=True)
+
+    monkeypatch.setattr(PostgresQueries, "finalise", write_then_lose_the_reply)
+    result = box.finalise([Outcome(i, "completed", "done") for i in ids])
+    assert result.finalised == ids and result.lost == []
+    assert [cause for *_, cause, _ in history(engine, ids[0])] == ["claimed", "done"]  # written once
 
 
 def _claim_until_empty(url: str, worker: str, start, results) -> None:
