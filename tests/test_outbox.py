@@ -221,9 +221,8 @@ def test_a_claim_reads_its_batch_not_the_backlog_even_with_stale_statistics(engi
     assert claim_index_entries_read(engine) - before <= 100  # a sort of the backlog would read 5000
 
 
+@pytest.mark.parametrize("new_database", ["postgresql"], indirect=True)  # a PostgreSQL matter
 def test_the_claim_sessions_keep_the_options_of_the_database_url(db_url):
-    if db_url.startswith("sqlite"):
-        pytest.skip("libpq options are PostgreSQL's")
     engine = make_engine(db_url + "?options=-c%20statement_timeout%3D4321")
     with hot_path_engine(engine, "-c enable_seqscan=off").connect() as conn:
         assert conn.scalar(text("SHOW statement_timeout")) == "4321ms"
@@ -242,9 +241,8 @@ def drop_other_connections(engine) -> None:
             time.sleep(0.01)
 
 
+@pytest.mark.parametrize("new_database", ["postgresql"], indirect=True)  # a PostgreSQL matter
 def test_claim_and_finalise_survive_the_server_dropping_idle_connections(engine, clock):
-    if engine.dialect.name == "sqlite":
-        pytest.skip("SQLite has no server to drop a connection")
     ids = add_mtn_orders(engine, 4, due_at=clock.now)
     box = outbox(engine, clock)
     first = box.claim(2)
@@ -255,9 +253,8 @@ def test_claim_and_finalise_survive_the_server_dropping_idle_connections(engine,
     assert history(engine, ids[2]) == [("queued", "in_flight", "claimed", "w1")]
 
 
+@pytest.mark.parametrize("new_database", ["postgresql"], indirect=True)  # a PostgreSQL matter
 def test_a_finalise_whose_reply_was_lost_after_it_committed_still_reports_its_rows(engine, clock, monkeypatch):
-    if engine.dialect.name == "sqlite":
-        pytest.skip("SQLite has no server to drop a connection")
     ids = add_mtn_orders(engine, 2, due_at=clock.now)
     box = outbox(engine, clock)
     box.claim(2)
