@@ -1,0 +1,452 @@
+"""Benchmark of the MTN submit flow end to end: N shop orders drained to the fake reseller, SQLite and PostgreSQL.
+
+What it measures, and why:
+
+1. Drain throughput. N queued MTN orders (shop columns only, distinct recipients) are drained by the real
+   submit job (jobs.submit_mtn.SubmitMtn) in-process, run in a loop until no order is queued or in flight:
+   claim a batch (daemon.batch_size), validate, lock recipients, check the balance, POST each order to the
+   fake reseller with mtn.max_in_flight threads (every call audited in api_calls), finalise. orders/s =
+   N / (time from the first claim to the moment the last batch is finalised, i.e. every order `submitted`).
+   Settlement (webhooks, history) is not part of it.
+2. The ceiling. A bare loop, in a process of its own, with the same number of threads, each with its own
+   requests.Session, POSTing the same N order bodies with the X-API-KEY header to a fresh fake: the most
+   this client machine gets out of that fake at that concurrency. ratio = drain orders/s / ceiling orders/s.
+   The ceiling is measured right before each drain, so both see about the same machine.
+3. Peak RSS of the draining process: a process that does nothing else (the rows are loaded by the parent,
+   the fake runs in a third process), read as its VmHWM (see peak_rss_mb for why not ru_maxrss).
+
+Targets: ratio >= 0.7; peak RSS < 150 MB.
+
+Every case gets its own database (PostgreSQL: a bench_drain_<random> database; SQLite: a file in a
+temporary directory) and its own fake reseller process, all removed afterwards. With --profile the drain
+also reports where its time went: the serial steps of each batch (nothing is in flight while they run) and,
+summed over the sending threads, HTTP time against api_calls audit time. Run from the repository:
+
+    .venv/bin/python bench/drain_mtn.py [--pg-url postgresql://postgres@127.0.0.1:5432] [--skip-pg]
+                                        [--orders 20000] [--profile]
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import itertools
+import json
+import multiprocessing
+import os
+import platform
+import random
+import resource
+import sqlite3
+import tempfile
+import threading
+import time
+import uuid
+from collections import defaultdict
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import requests
+from sqlalchemy import Engine, create_engine, func, insert, select, text
+from sqlalchemy.engine import make_url
+
+from reconciler.db import make_engine, normalise_url
+from reconciler.migrate import migrate
+from reconciler.schema import QUEUED, SUBMITTED, api_calls, mtn_orders
+
+KEY = "bench-mtn-key"
+PREFIXES = ("024", "025", "053", "054", "055", "059")  # MTN Ghana
+TARGET_RATIO = 0.7
+TARGET_RSS_MB = 150.0
+MAX_RUNS = 50  # SubmitMtn.run calls before the drain is declared stuck
+
+
+@dataclass(frozen=True)
+class Case:
+    backend: str  # "bare" for the ceiling
+    orders: int
+    seconds: float
+    rss_mb: float
+    connections: int  # TCP connections the fake accepted
+    cpu_seconds: float  # CPU time (user + system, all threads) of the measured process while it ran
+    phases: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def per_s(self) -> float:
+        return self.orders / self.seconds
+
+
+def shop_rows(count: int) -> list[dict[str, Any]]:
+    """What a shop inserts: its own columns only. Every recipient is distinct (one unsettled order per
+    recipient and size), on the MTN prefixes, sizes 1..5 GB (all plans of the fake)."""
+    return [{"shop_order_id": f"drain-{i:08d}", "recipient_phone": f"{PREFIXES[i % len(PREFIXES)]}{i:07d}",
+             "network": "MTN", "size_gb": 1 + i % 5} for i in range(count)]
+
+
+# -- the fake reseller, in a process of its own ---------------------------------------------------
+
+def serve_fake(pipe: Any) -> None:
+    """Run a FakeMtn until told to stop; then report what it saw. Counts accepted TCP connections."""
+    from reconciler.fakes import mtn as fake_module
+
+    accepted = itertools.count()
+    original_setup = fake_module._Handler.setup
+
+    def counting_setup(handler: Any) -> None:
+        next(accepted)
+        original_setup(handler)
+
+    fake_module._Handler.setup = counting_setup  # type: ignore[method-assign]
+    fake = fake_module.FakeMtn(api_key=KEY, balance=1e9, rng=random.Random(0)).start()
+    pipe.send(fake.url)
+    pipe.recv()
+    pipe.send({"created": fake.created_count, "requests": fake.requests_received,
+               "connections": next(accepted)})
+    fake.stop()
+
+
+@contextmanager
+def fake_reseller() -> Iterator[tuple[str, dict[str, Any]]]:
+    """(url, report): the report is filled in when the block ends and the fake has stopped."""
+    spawn = multiprocessing.get_context("spawn")
+    ours, theirs = spawn.Pipe()
+    process = spawn.Process(target=serve_fake, args=(theirs,), daemon=True)
+    process.start()
+    report: dict[str, Any] = {}
+    try:
+        yield ours.recv(), report
+    finally:
+        ours.send("stop")
+        report.update(ours.recv())
+        process.join(timeout=10)
+
+
+# -- scratch databases (as in bench/claim.py) -----------------------------------------------------
+
+@contextmanager
+def sqlite_database() -> Iterator[str]:
+    with tempfile.TemporaryDirectory(prefix="bench_drain_") as folder:
+        url = f"sqlite:///{Path(folder) / 'bench.db'}"
+        engine = make_engine(url)
+        try:
+            migrate(engine)
+        finally:
+            engine.dispose()
+        yield url
+
+
+@contextmanager
+def postgres_database(server_url: str) -> Iterator[str]:
+    name = f"bench_drain_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(_with_database(server_url, "postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"CREATE DATABASE {name}")
+        url = _with_database(server_url, name)
+        try:
+            engine = make_engine(url)
+            try:
+                migrate(engine)
+            finally:
+                engine.dispose()
+            yield url
+        finally:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        admin.dispose()
+
+
+def _with_database(server_url: str, database: str) -> str:
+    return make_url(normalise_url(server_url)).set(database=database).render_as_string(hide_password=False)
+
+
+def scratch_database(backend: str, pg_url: str) -> AbstractContextManager[str]:
+    return postgres_database(pg_url) if backend == "postgresql" else sqlite_database()
+
+
+def load_orders(url: str, count: int) -> None:
+    """The shop's rows, then fresh statistics (PostgreSQL: VACUUM ANALYZE, so autovacuum does not wake up
+    on the freshly loaded table in the middle of the drain)."""
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(mtn_orders), shop_rows(count))
+        if engine.dialect.name == "postgresql":
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql("VACUUM ANALYZE")
+        else:
+            with engine.begin() as conn:
+                conn.exec_driver_sql("ANALYZE")
+    finally:
+        engine.dispose()
+
+
+# -- the measured processes -----------------------------------------------------------------------
+
+def peak_rss_mb() -> float:
+    """This process's own peak RSS: VmHWM, the high-water mark of its memory map. Not ru_maxrss: a spawned
+    child is forked from the bench process before it execs Python, and Linux carries the forked copy's
+    high-water mark over the exec into ru_maxrss, so every case would report at least the parent's RSS."""
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024  # kB
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux, an upper bound
+
+
+def bare_loop(fake_url: str, count: int, threads: int, results: Any) -> None:
+    """The ceiling: `threads` threads, a requests.Session each, POST /api/orders until `count` are placed."""
+    bodies = [json.dumps({"recipient_phone": r["recipient_phone"], "network": r["network"],
+                          "size_gb": r["size_gb"]}) for r in shop_rows(count)]
+    url = fake_url + "/api/orders"
+    tickets = itertools.count()  # next() on itertools.count is atomic under the GIL
+    failures: list[str] = []
+    start = threading.Barrier(threads + 1)
+
+    def post_orders() -> None:
+        session = requests.Session()
+        session.headers.update({"X-API-KEY": KEY, "Accept": "application/json"})
+        start.wait()
+        while (i := next(tickets)) < count:
+            response = session.post(url, data=bodies[i], headers={"Content-Type": "application/json"},
+                                    timeout=(5.0, 15.0))
+            if response.status_code != 200 or response.json().get("order_id") is None:
+                failures.append(f"{response.status_code} {response.text[:100]}")
+
+    workers = [threading.Thread(target=post_orders) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    start.wait()
+    started, cpu = time.perf_counter(), time.process_time()
+    for worker in workers:
+        worker.join()
+    elapsed = time.perf_counter() - started
+    results.put({"seconds": elapsed, "cpu_seconds": time.process_time() - cpu, "rss_mb": peak_rss_mb(),
+                 "failures": failures[:5], "phases": {}})
+
+
+def drain(db_url: str, fake_url: str, count: int, profile: bool, results: Any) -> None:
+    """The submit job, in-process, run until no order is queued or in flight."""
+    from jobs.submit_mtn import SubmitMtn
+    from reconciler.clock import utcnow
+    from reconciler.config import Config
+    from reconciler.job import JobContext
+    from reconciler.outboxes import build_outboxes
+
+    base = Config()
+    config = dataclasses.replace(base, mtn=dataclasses.replace(base.mtn, base_url=fake_url, api_key=KEY))
+    engine = make_engine(db_url)
+    worker = f"bench-{uuid.uuid4().hex[:8]}"
+    ctx = JobContext(config=config, engine=engine, worker_id=worker, stop=threading.Event(), clock=utcnow,
+                     outboxes=build_outboxes(config, engine, worker, utcnow))
+    job = SubmitMtn(config)
+    phases = instrument(job, config, engine) if profile else None
+    with engine.connect() as conn:  # connect before the clock starts
+        conn.execute(text("SELECT 1"))
+    pending = select(func.count()).select_from(mtn_orders).where(mtn_orders.c.status.in_([QUEUED, "in_flight"]))
+    runs = 0
+    started, cpu = time.perf_counter(), time.process_time()
+    while True:
+        job.run(ctx)
+        runs += 1
+        with engine.connect() as conn:
+            left = conn.scalar(pending)
+        if not left:
+            break
+        if runs >= MAX_RUNS:
+            raise RuntimeError(f"drain stuck: {left} orders still queued or in flight after {runs} runs")
+        time.sleep(0.05)  # a pause (balance, 429) ends on its own; the daemon would poll again too
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    engine.dispose()
+    results.put({"seconds": elapsed, "cpu_seconds": cpu, "rss_mb": peak_rss_mb(), "failures": [], "runs": runs,
+                 "phases": dict(phases) if phases is not None else {}})
+
+
+def instrument(job: Any, config: Any, engine: Engine) -> dict[str, list[float]]:
+    """Wrap the steps of the submit job with timers (wall seconds per call). Main-thread steps run one after
+    the other with nothing in flight; `http` and `audit` run in the sending threads and are summed over them."""
+    import jobs.submit_mtn as submit_module
+    from reconciler.api_audit import audit_to
+    from reconciler.mtn_account import MtnAccount
+    from reconciler.mtn_client import MtnClient
+    from reconciler.outbox import Batch, Outbox
+
+    phases: dict[str, list[float]] = defaultdict(list)
+    lock = threading.Lock()
+
+    def timed(name: str, fn: Callable) -> Callable:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                elapsed = time.perf_counter() - started
+                with lock:
+                    phases[name].append(elapsed)
+        return wrapper
+
+    submit_module.lock_recipients = timed("lock_recipients", submit_module.lock_recipients)
+    submit_module.unlock_recipients = timed("unlock_recipients", submit_module.unlock_recipients)
+    Outbox.claim = timed("claim", Outbox.claim)  # type: ignore[method-assign]
+    Outbox.finalise = timed("finalise", Outbox.finalise)  # type: ignore[method-assign]
+    Outbox.release = timed("release", Outbox.release)  # type: ignore[method-assign]
+    MtnAccount.is_open = timed("is_open", MtnAccount.is_open)  # type: ignore[method-assign]
+    MtnAccount.affordable = timed("affordable", MtnAccount.affordable)  # type: ignore[method-assign]
+    Batch.__exit__ = timed("batch_exit", Batch.__exit__)  # type: ignore[method-assign]
+    job.submit = timed("submit", job.submit)
+    settings = config.mtn
+    client = MtnClient(settings.base_url, settings.api_key, settings.request_timeout_seconds,
+                       settings.connect_timeout_seconds, audit=timed("audit", audit_to(engine)))
+    client.create_order = timed("create_order", client.create_order)  # type: ignore[method-assign]
+    job.client = client
+    return phases
+
+
+def run_in_process(target: Callable, *args: Any) -> dict[str, Any]:
+    spawn = multiprocessing.get_context("spawn")
+    results = spawn.Queue()
+    process = spawn.Process(target=target, args=(*args, results))
+    process.start()
+    result = results.get()
+    process.join()
+    if process.exitcode != 0:
+        raise RuntimeError(f"{target.__name__} exited with {process.exitcode}")
+    if result["failures"]:
+        raise RuntimeError(f"{target.__name__}: failed requests, e.g. {result['failures']}")
+    return result
+
+
+def measure_ceiling(count: int, threads: int) -> Case:
+    with fake_reseller() as (url, report):
+        result = run_in_process(bare_loop, url, count, threads)
+    if report["created"] != count:
+        raise RuntimeError(f"bare loop: the fake created {report['created']} of {count} orders")
+    return Case("bare", count, result["seconds"], result["rss_mb"], report["connections"], result["cpu_seconds"])
+
+
+def measure_drain(backend: str, pg_url: str, count: int, profile: bool) -> Case:
+    with scratch_database(backend, pg_url) as db_url:
+        load_orders(db_url, count)
+        with fake_reseller() as (url, report):
+            result = run_in_process(drain, db_url, url, count, profile)
+        engine = make_engine(db_url)
+        try:
+            with engine.connect() as conn:
+                statuses = dict(conn.execute(select(mtn_orders.c.status, func.count()).group_by(mtn_orders.c.status)).all())
+                audited = conn.scalar(select(func.count()).select_from(api_calls)
+                                      .where(api_calls.c.method == "POST"))
+        finally:
+            engine.dispose()
+    if statuses != {SUBMITTED: count} or report["created"] != count or audited != count:
+        raise RuntimeError(f"{backend}: statuses {statuses}, fake created {report['created']}, "
+                           f"{audited} POSTs audited; expected {count} of each")
+    return Case(backend, count, result["seconds"], result["rss_mb"], report["connections"], result["cpu_seconds"],
+                result["phases"])
+
+
+# -- report -----------------------------------------------------------------------------------------
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def report(pairs: list[tuple[Case, Case]], threads: int, batch: int) -> str:
+    lines = [f"Drain: the submit job (batch {batch}, {threads} in flight) vs a bare requests loop "
+             f"({threads} threads), same fake",
+             f"{'case':<19} {'orders':>6} {'seconds':>8} {'orders/s':>9} {'ratio':>6}  {'target':<15} "
+             f"{'RSS MB':>7}  {'target':<13} {'CPU ms/order':>12} {'conns':>6}",
+             "-" * 113]
+
+    def row(name: str, case: Case, ratio: str, ratio_target: str, rss_target: str) -> str:
+        return (f"{name:<19} {case.orders:>6} {case.seconds:>8.2f} {case.per_s:>9,.0f} {ratio:>6}  {ratio_target:<15} "
+                f"{case.rss_mb:>7.1f}  {rss_target:<13} {1000 * case.cpu_seconds / case.orders:>12.2f} "
+                f"{case.connections:>6}")
+
+    for ceiling, case in pairs:
+        ratio = case.per_s / ceiling.per_s
+        lines.append(row("bare requests loop", ceiling, "-", "-", "-"))
+        lines.append(row(f"{case.backend} drain", case, f"{ratio:.2f}",
+                         f">= {TARGET_RATIO}: {verdict(ratio >= TARGET_RATIO)}",
+                         f"< {TARGET_RSS_MB:.0f}: {verdict(case.rss_mb < TARGET_RSS_MB)}"))
+    lines += ["(ratio: drain orders/s over the bare loop's just before it; CPU ms/order: CPU time of the measured",
+              " process, all threads, per order; conns: TCP connections the fake accepted)"]
+    return "\n".join(lines)
+
+
+def profile_report(case: Case) -> str:
+    p = case.phases
+    total = case.seconds
+    serial = ("is_open", "claim", "lock_recipients", "affordable", "finalise", "release", "unlock_recipients")
+    lines = [f"Where the {case.backend} drain's {total:.2f} s went ({len(p.get('claim', []))} claims)",
+             f"{'step (main thread)':<22} {'calls':>6} {'total s':>8} {'ms/call':>8} {'% of drain':>10}",
+             "-" * 58]
+    serial_total = 0.0
+    for name in serial:
+        values = p.get(name, [])
+        serial_total += sum(values)
+        lines.append(f"{name:<22} {len(values):>6} {sum(values):>8.2f} {1000 * sum(values) / max(len(values), 1):>8.2f} "
+                     f"{100 * sum(values) / total:>9.1f}%")
+    submit = sum(p.get("submit", []))
+    sending = submit - sum(p.get("lock_recipients", [])) - sum(p.get("affordable", [])) - sum(p.get("unlock_recipients", []))
+    lines.append(f"{'= serial, none in flight':<22} {'':>6} {serial_total:>8.2f} {'':>8} {100 * serial_total / total:>9.1f}%")
+    lines.append(f"{'sending window':<22} {len(p.get('submit', [])):>6} {sending:>8.2f} "
+                 f"{1000 * sending / max(len(p.get('submit', [])), 1):>8.2f} {100 * sending / total:>9.1f}%")
+    if sending > 0:
+        lines.append(f"  orders/s inside the sending windows: {case.orders / sending:,.0f}")
+    calls, audit = p.get("create_order", []), p.get("audit", [])
+    if calls:
+        http = sum(calls) - sum(audit)
+        lines += [f"{'per order (threads)':<22} {'calls':>6} {'total s':>8} {'ms/call':>8}",
+                  f"{'create_order':<22} {len(calls):>6} {sum(calls):>8.2f} {1000 * sum(calls) / len(calls):>8.2f}",
+                  f"{'  of it: HTTP + parse':<22} {len(calls):>6} {http:>8.2f} {1000 * http / len(calls):>8.2f}",
+                  f"{'  of it: api_calls audit':<22} {len(audit):>6} {sum(audit):>8.2f} "
+                  f"{1000 * sum(audit) / max(len(audit), 1):>8.2f}"]
+    return "\n".join(lines)
+
+
+def machine(pg_url: str | None) -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    versions = [f"Python {platform.python_version()}", f"SQLite {sqlite3.sqlite_version}",
+                f"requests {requests.__version__}"]
+    if pg_url:
+        admin = create_engine(_with_database(pg_url, "postgres"))
+        with admin.connect() as conn:
+            versions.append("PostgreSQL " + conn.exec_driver_sql("SHOW server_version").scalar().split()[0])
+        admin.dispose()
+    return (f"{datetime.date.today().isoformat()}, {cpu}, {os.cpu_count()} cores, {platform.system()}, "
+            + ", ".join(versions))
+
+
+def main() -> None:
+    from reconciler.config import Config
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432",
+                        help="PostgreSQL server (no database: one is created per case and dropped)")
+    parser.add_argument("--skip-pg", action="store_true", help="SQLite only")
+    parser.add_argument("--orders", type=int, default=20_000, help="orders per case (default 20,000)")
+    parser.add_argument("--profile", action="store_true", help="also time the steps of the drain")
+    args = parser.parse_args()
+    config = Config()
+    threads, batch = config.mtn.max_in_flight, config.daemon.batch_size
+    backends = ["sqlite"] + ([] if args.skip_pg else ["postgresql"])
+    pairs = [(measure_ceiling(args.orders, threads), measure_drain(b, args.pg_url, args.orders, args.profile))
+             for b in backends]
+    print(machine(None if args.skip_pg else args.pg_url))
+    print(report(pairs, threads, batch))
+    if args.profile:
+        for _, case in pairs:
+            print()
+            print(profile_report(case))
+
+
+if __name__ == "__main__":
+    main()
