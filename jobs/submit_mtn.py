@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Iterator, Mapping
 
 from sqlalchemy import RowMapping
 
 from reconciler import metrics, mtn_events
+from reconciler.api_audit import AuditLog
 from reconciler.config import Config
 from reconciler.job import JobContext
 from reconciler.mtn_account import MtnAccount
@@ -32,56 +34,87 @@ from reconciler.schema import DEAD, FAILED, IN_DOUBT, REJECTED, SUBMITTED, mtn_o
 
 log = logging.getLogger(__name__)
 NO_LOCK = {"recipient_lock": None}
+AUDIT_DELAY_SECONDS = 0.05  # calls are recorded together; a crash loses at most this much of the audit
 
 
 class SubmitMtn:
-    """The job; it keeps one client (keep-alive sessions) between runs."""
+    """The job; between runs it keeps its client and its sending threads, so keep-alive connections last."""
 
-    def __init__(self, config: Config, client: MtnClient | None = None) -> None:
+    def __init__(self, config: Config) -> None:
         self.settings = config.mtn
         self.batch_size = config.daemon.batch_size
-        self.client = client
+        self.client: MtnClient | None = None
+        self.audit: AuditLog | None = None
+        self.pool = ThreadPoolExecutor(self.settings.max_in_flight, thread_name_prefix="submit-mtn")
 
     def run(self, ctx: JobContext) -> None:
+        """Batch after batch until none is due. The next batch is claimed once every row of this one has
+        started, so its serial steps (claim, locks, finalise) run while this one's last orders are out."""
         if self.client is None:
-            self.client = mtn_client(ctx.config, ctx.engine, ctx.clock)
+            self.audit = AuditLog(ctx.engine, ctx.clock, max_delay_seconds=AUDIT_DELAY_SECONDS)
+            self.client = mtn_client(ctx.config, ctx.engine, ctx.clock, self.audit)
         outbox = ctx.outboxes[mtn_orders.name]
         account = MtnAccount(ctx.engine, self.client, self.settings)
         reserve = self.settings.connect_timeout_seconds + self.settings.request_timeout_seconds
-        while not ctx.stop.is_set() and account.is_open(ctx.clock()):
-            with outbox.claim_batch(self.batch_size, ctx.stop, reserve_seconds=reserve) as batch:
-                if not batch.rows:
-                    return
-                self.submit(ctx, outbox, account, batch)
-
-    def submit(self, ctx: JobContext, outbox: Outbox, account: MtnAccount, batch: Batch) -> None:
-        checked = {row["id"]: self.check(row) for row in batch.rows}
-        recipients = {row_id: c for row_id, c in checked.items() if isinstance(c, Recipient)}
-        sizes = {row["id"]: row["size_gb"] for row in batch.rows}
-        locked = lock_recipients(ctx.engine, ctx.worker_id, {
-            row_id: recipient_key(r.phone, sizes[row_id]) for row_id, r in recipients.items()}, ctx.clock())
-        sendable = [row["id"] for row in batch.rows if row["id"] in locked]
-        affordable = set(sendable[:account.affordable([sizes[i] for i in sendable], ctx.clock())])
-
         slots = threading.Semaphore(self.settings.max_in_flight)
-        with ThreadPoolExecutor(self.settings.max_in_flight, thread_name_prefix="submit-mtn") as pool:
-            for row in _paced(batch, slots):
+        refused = threading.Event()  # the reseller refused all orders (401, 402, 429): start no more
+        previous: Sending | None = None
+        try:
+            while not (ctx.stop.is_set() or refused.is_set()) and account.is_open(ctx.clock()):
+                batch = outbox.claim_batch(self.batch_size, ctx.stop, reserve_seconds=reserve)
+                if not batch.rows:
+                    break
+                current = self.start(ctx, outbox, account, batch, slots, refused)
+                finishing, previous = previous, current
+                if finishing is not None:
+                    self.finish(ctx, finishing)
+        finally:
+            if previous is not None:
+                self.finish(ctx, previous)
+
+    def start(self, ctx: JobContext, outbox: Outbox, account: MtnAccount, batch: Batch,
+              slots: threading.Semaphore, refused: threading.Event) -> Sending:
+        """Check every row, lock recipients, and start each row as a sending slot frees up."""
+        sending = Sending(batch)
+        try:
+            checked = {row["id"]: self.check(row) for row in batch.rows}
+            recipients = {row_id: c for row_id, c in checked.items() if isinstance(c, Recipient)}
+            sizes = {row["id"]: row["size_gb"] for row in batch.rows}
+            sending.locked = lock_recipients(ctx.engine, ctx.worker_id, {
+                row_id: recipient_key(r.phone, sizes[row_id]) for row_id, r in recipients.items()}, ctx.clock())
+            sendable = [row["id"] for row in batch.rows if row["id"] in sending.locked]
+            affordable = set(sendable[:account.affordable([sizes[i] for i in sendable], ctx.clock())])
+
+            for row in _paced(batch, slots, refused):
                 check = checked[row["id"]]
                 if row["id"] in affordable:
-                    pool.submit(self._send_in_slot, ctx, outbox, account, batch, row, check, slots)
+                    sending.futures.append(self.pool.submit(self._send_in_slot, ctx, outbox, account, batch, row,
+                                                            check, slots, refused))
                     continue
                 slots.release()
                 if isinstance(check, RecipientRejected):
                     record(batch, rejected(row, check))
-                elif row["id"] not in locked:
+                elif row["id"] not in sending.locked:
                     # Another order to this recipient and size is unsettled: wait, spending no attempt.
-                    wait = ctx.clock() + timedelta(seconds=self.settings.reconcile_interval_seconds)
-                    record(batch, outbox.defer(row, wait, "recipient_busy"))
+                    retry_at = ctx.clock() + timedelta(seconds=self.settings.reconcile_interval_seconds)
+                    record(batch, outbox.defer(row, retry_at, "recipient_busy"))
                 else:  # the balance covers no more: this one waits for the pause, the rest go back unstarted
                     batch.halt()
                     until = account.paused_until(ctx.clock())
                     record(batch, with_fields(outbox.defer(row, until, "insufficient_balance"), NO_LOCK))
-        unlock_recipients(ctx.engine, ctx.worker_id, [i for i in batch.unstarted() if i in locked])
+        except BaseException:
+            self.finish(ctx, sending)  # what was started is finalised, the rest handed back
+            raise
+        return sending
+
+    def finish(self, ctx: JobContext, sending: Sending) -> None:
+        """Wait for the batch's orders to come back, then record the calls and finalise the outcomes."""
+        wait(sending.futures)
+        batch = sending.batch
+        unlock_recipients(ctx.engine, ctx.worker_id, [i for i in batch.unstarted() if i in sending.locked])
+        if self.audit is not None:
+            self.audit.flush()  # the batch's calls are on record before its outcomes are
+        batch.__exit__(None, None, None)
 
     def check(self, row: Mapping) -> Recipient | RecipientRejected:
         if row["size_gb"] is None or row["size_gb"] <= 0:
@@ -93,15 +126,15 @@ class SubmitMtn:
             return rejection
 
     def _send_in_slot(self, ctx: JobContext, outbox: Outbox, account: MtnAccount, batch: Batch, row: RowMapping,
-                      recipient: Recipient, slots: threading.Semaphore) -> None:
+                      recipient: Recipient, slots: threading.Semaphore, refused: threading.Event) -> None:
         try:
-            record(batch, self.send(ctx, outbox, account, batch, row, recipient))
+            record(batch, self.send(ctx, outbox, account, refused, row, recipient))
         except Exception:  # the row keeps its lease; the rescuer makes it in_doubt
             log.exception("sending MTN order %s failed unexpectedly", row["shop_order_id"])
         finally:
             slots.release()
 
-    def send(self, ctx: JobContext, outbox: Outbox, account: MtnAccount, batch: Batch, row: RowMapping,
+    def send(self, ctx: JobContext, outbox: Outbox, account: MtnAccount, refused: threading.Event, row: RowMapping,
              recipient: Recipient) -> Outcome:
         """One POST /api/orders, and what its answer means for the order."""
         sent_at = ctx.clock()
@@ -116,7 +149,7 @@ class SubmitMtn:
             return Outcome(row["id"], FAILED, "provider_rejected", {**NO_LOCK, "last_error": exc.message},
                            mtn_events.customer_events(row, mtn_events.FAILED, FAILED, reason=exc.message))
         except (MtnUnauthorised, MtnInsufficientBalance, MtnRateLimited) as exc:
-            batch.halt()
+            refused.set()
             paused = account.refused(exc, ctx.clock())
             until = paused.paused_until or ctx.clock()
             return with_fields(outbox.defer(row, until, "provider_paused", exc.message), NO_LOCK)
@@ -126,11 +159,22 @@ class SubmitMtn:
             "provider_order_id": provider_order_id, "submitted_at": sent_at, "last_error": None})
 
 
-def _paced(batch: Batch, slots: threading.Semaphore) -> Iterator[RowMapping]:
+@dataclass
+class Sending:
+    """A batch whose rows are going out: the sends under way and the recipient locks it holds."""
+
+    batch: Batch
+    locked: set[int] = field(default_factory=set)
+    futures: list[Future] = field(default_factory=list)
+
+
+def _paced(batch: Batch, slots: threading.Semaphore, refused: threading.Event) -> Iterator[RowMapping]:
     """The batch's rows, each started only once a slot is free: a row waiting for a slot is not started,
     so the batch's lease check runs right before the row really goes out. The caller frees each slot."""
     rows = iter(batch)
     while slots.acquire():
+        if refused.is_set():
+            batch.halt()
         row = next(rows, None)
         if row is None:
             slots.release()

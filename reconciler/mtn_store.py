@@ -5,7 +5,7 @@ import itertools
 from datetime import datetime
 from typing import Iterable, Mapping, Sequence
 
-from sqlalchemy import Connection, Engine, RowMapping, select, update
+from sqlalchemy import Connection, Engine, RowMapping, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from reconciler.outbox_queries import IN_FLIGHT_SQL
@@ -26,28 +26,37 @@ def lock_recipients(engine: Engine, worker: str, wanted: Mapping[int, str], now:
     t = mtn_orders
     keys = dict(wanted)
     with engine.begin() as conn:
+        if not keys:
+            return set()
         holders = dict(conn.execute(select(t.c.recipient_lock, t.c.status).where(
-            t.c.recipient_lock.in_(set(keys.values())))).all()) if keys else {}
+            t.c.recipient_lock.in_(set(keys.values())))).all())
         stale = [key for key, status in holders.items() if status not in UNSETTLED]
         if stale:
             conn.execute(update(t).where(t.c.recipient_lock.in_(stale), t.c.status.not_in(UNSETTLED))
                          .values(recipient_lock=None))
         taken = set(holders) - set(stale)
-        locked: set[int] = set()
-        for row_id, key in keys.items():
-            if key in taken:
-                continue
-            try:
-                with conn.begin_nested():  # another replica may take the same key first: that row waits
-                    if conn.execute(update(t).where(t.c.id == row_id, t.c.status == IN_FLIGHT_SQL,
-                                                    t.c.locked_by == worker)
-                                    .values(recipient_lock=key, normalized_phone=key.rsplit(":", 1)[0],
-                                            submitted_at=now)).rowcount:
-                        locked.add(row_id)
-                        taken.add(key)
-            except IntegrityError:
+        free: dict[int, str] = {}
+        for row_id, key in keys.items():  # first come first served within the batch too
+            if key not in taken:
+                free[row_id] = key
                 taken.add(key)
-    return locked
+        if not free:
+            return set()
+        lock = (update(t).where(t.c.id == bindparam("row_id"), t.c.status == IN_FLIGHT_SQL, t.c.locked_by == worker)
+                .values(recipient_lock=bindparam("key"), normalized_phone=bindparam("phone"), submitted_at=now))
+        params = [{"row_id": row_id, "key": key, "phone": key.rsplit(":", 1)[0]} for row_id, key in free.items()]
+        try:
+            with conn.begin_nested():
+                conn.execute(lock, params)
+        except IntegrityError:  # another replica took one of these keys meanwhile: lock one by one
+            for one in params:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(lock, one)
+                except IntegrityError:
+                    pass
+        return set(conn.scalars(select(t.c.id).where(t.c.id.in_(list(free)), t.c.status == IN_FLIGHT_SQL,
+                                                     t.c.locked_by == worker, t.c.recipient_lock.is_not(None))))
 
 
 def unlock_recipients(engine: Engine, worker: str, row_ids: Sequence[int]) -> None:

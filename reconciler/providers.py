@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from reconciler.api_audit import audit_to
+from reconciler.api_audit import AuditLog
 from reconciler.clock import Clock, utcnow
 from reconciler.config import Config
 from reconciler.mtn_client import MtnClient
 
 
-def mtn_client(config: Config, engine: Engine, clock: Clock = utcnow) -> MtnClient:
+def mtn_client(config: Config, engine: Engine, clock: Clock = utcnow, audit: AuditLog | None = None) -> MtnClient:
+    """`audit`: where calls are recorded; by default each is written at once."""
     settings = config.mtn
     return MtnClient(settings.base_url, settings.api_key, settings.request_timeout_seconds,
-                     settings.connect_timeout_seconds, audit=audit_to(engine, clock))
+                     settings.connect_timeout_seconds, audit=audit or AuditLog(engine, clock))

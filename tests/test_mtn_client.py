@@ -94,13 +94,13 @@ def test_a_connection_closed_after_sending_leaves_the_order_in_doubt():
 def test_every_call_is_audited_without_the_api_key(engine):
     from sqlalchemy import select
 
-    from reconciler.api_audit import audit_to
+    from reconciler.api_audit import AuditLog
     from reconciler.schema import api_calls
     from webhook_receiver import Answer, Receiver
 
     reseller = Receiver(lambda _: Answer(200, body=(PHP_NOISE + '{"success":true,"order_id":4321}').encode()))
     try:
-        client = MtnClient(reseller.url(""), "sk-reseller-secret-77", timeout_seconds=5, audit=audit_to(engine))
+        client = MtnClient(reseller.url(""), "sk-reseller-secret-77", timeout_seconds=5, audit=AuditLog(engine))
         assert client.create_order("0241234567", "MTN", 2) == "4321"
         assert reseller.requests[0].headers["x-api-key"] == "sk-reseller-secret-77"
     finally:
