@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import threading
 import re
 import time
@@ -240,6 +241,11 @@ class MtnClient:
         if session is None:
             session = self._local.session = requests.Session()
             session.headers.update({"X-API-KEY": self.api_key, "Accept": "application/json"})
+            # The environment is read once here, not on every request: proxies and a CA bundle still apply,
+            # and ~/.netrc never adds credentials of its own to the reseller's API.
+            session.proxies = requests.utils.get_environ_proxies(self.base_url)
+            session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+            session.trust_env = False
         return session
 
 
