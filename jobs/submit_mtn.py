@@ -71,6 +71,8 @@ class SubmitMtn:
         finally:
             if previous is not None:
                 self.finish(ctx, previous)
+            if self.audit is not None:
+                self.audit.flush()  # nothing waits in memory once the job is idle (or stopping)
 
     def start(self, ctx: JobContext, outbox: Outbox, account: MtnAccount, batch: Batch,
               slots: threading.Semaphore, refused: threading.Event) -> Sending:
@@ -108,12 +110,10 @@ class SubmitMtn:
         return sending
 
     def finish(self, ctx: JobContext, sending: Sending) -> None:
-        """Wait for the batch's orders to come back, then record the calls and finalise the outcomes."""
+        """Wait for the batch's orders to come back, then finalise their outcomes."""
         wait(sending.futures)
         batch = sending.batch
         unlock_recipients(ctx.engine, ctx.worker_id, [i for i in batch.unstarted() if i in sending.locked])
-        if self.audit is not None:
-            self.audit.flush()  # the batch's calls are on record before its outcomes are
         batch.__exit__(None, None, None)
 
     def check(self, row: Mapping) -> Recipient | RecipientRejected:
