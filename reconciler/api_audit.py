@@ -39,6 +39,7 @@ class AuditLog:
         self.max_delay_seconds = max_delay_seconds
         self._waiting: list[dict] = []
         self._lock = threading.Lock()
+        self._writing = threading.Lock()
         self._writer: threading.Thread | None = None
 
     def __call__(self, call: ApiCall) -> None:
@@ -51,17 +52,20 @@ class AuditLog:
             self.flush()
 
     def flush(self) -> None:
-        with self._lock:
-            rows, self._waiting = self._waiting, []
-        if not rows:
-            return
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(insert(api_calls), rows)
-        except Exception:
-            with self._lock:  # kept for the next flush
-                self._waiting[:0] = rows
-            raise
+        """Write what waits; returns only once every call recorded before it is written (by it or by a flush
+        already under way in another thread)."""
+        with self._writing:
+            with self._lock:
+                rows, self._waiting = self._waiting, []
+            if not rows:
+                return
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(insert(api_calls), rows)
+            except Exception:
+                with self._lock:  # kept for the next flush
+                    self._waiting[:0] = rows
+                raise
 
     def _write_periodically(self) -> None:
         while True:
