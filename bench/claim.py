@@ -20,25 +20,18 @@ bench_claim_<random> database; SQLite: a file in a temporary directory). Run fro
 from __future__ import annotations
 
 import argparse
-import datetime
 import multiprocessing
-import os
-import platform
-import sqlite3
 import statistics
-import tempfile
 import time
 import uuid
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from sqlalchemy import Engine, RowMapping, create_engine, insert, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, RowMapping, insert, text
 
-from reconciler.db import make_engine, normalise_url
-from reconciler.migrate import migrate
+from scratch import machine, scratch_database, verdict
+from reconciler.db import make_engine
 from reconciler.outbox import Outbox, Outcome
 from reconciler.schema import COMPLETED, mtn_orders
 
@@ -82,45 +75,14 @@ class Latency:
 # -- scratch databases ------------------------------------------------------------------------
 
 @contextmanager
-def sqlite_database() -> Iterator[Engine]:
-    with tempfile.TemporaryDirectory(prefix="bench_claim_") as folder:
-        engine = make_engine(f"sqlite:///{Path(folder) / 'bench.db'}")
+def scratch_engine(backend: str, pg_url: str) -> Iterator[Engine]:
+    with scratch_database(backend, pg_url, "bench_claim") as url:
+        engine = make_engine(url)
         try:
-            migrate(engine)
             yield engine
         finally:
             engine.dispose()
 
-
-@contextmanager
-def postgres_database(server_url: str) -> Iterator[Engine]:
-    """CREATE DATABASE bench_claim_<random> through the `postgres` database, DROP it at the end."""
-    name = f"bench_claim_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(_with_database(server_url, "postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"CREATE DATABASE {name}")
-        engine = make_engine(_with_database(server_url, name))
-        try:
-            migrate(engine)
-            yield engine
-        finally:
-            engine.dispose()
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        admin.dispose()
-
-
-def _with_database(server_url: str, database: str) -> str:
-    return make_url(normalise_url(server_url)).set(database=database).render_as_string(hide_password=False)
-
-
-def scratch_database(backend: str, pg_url: str) -> AbstractContextManager[Engine]:
-    return postgres_database(pg_url) if backend == "postgresql" else sqlite_database()
-
-
-# -- loading ----------------------------------------------------------------------------------
 
 def insert_queued(engine: Engine, count: int, prefix: str = "shop") -> None:
     """What a shop does: insert only its own columns; every daemon column takes its default."""
@@ -203,7 +165,7 @@ def drain_in_worker(url: str, batch: int, start: Any, results: Any) -> None:
 
 
 def measure_throughput(backend: str, pg_url: str, batch: int, count: int, workers: int = 1) -> Throughput:
-    with scratch_database(backend, pg_url) as engine:
+    with scratch_engine(backend, pg_url) as engine:
         insert_queued(engine, count)
         if workers == 1:
             outbox = new_outbox(engine)
@@ -236,7 +198,7 @@ def measure_throughput(backend: str, pg_url: str, batch: int, count: int, worker
 def measure_latency(backend: str, pg_url: str) -> Latency:
     """claim(100) on two tables side by side, one empty, one holding the finished rows; their claims
     alternate, so the noise of a shared 2-core machine falls on both alike. Only the claim is timed."""
-    with scratch_database(backend, pg_url) as empty, scratch_database(backend, pg_url) as loaded:
+    with scratch_engine(backend, pg_url) as empty, scratch_engine(backend, pg_url) as loaded:
         insert_finished(loaded, FINISHED_ROWS)
         outboxes = []
         for engine in (empty, loaded):
@@ -257,10 +219,6 @@ def measure_latency(backend: str, pg_url: str) -> Latency:
 
 # -- report -----------------------------------------------------------------------------------
 
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
-
-
 def report(throughputs: list[Throughput], latencies: list[Latency]) -> str:
     lines = ["Throughput: claim(batch) + finalise(all completed) until the queue is empty",
              f"{'backend':<11} {'batch':>5} {'workers':>7} {'rows':>6} {'seconds':>8} {'rows/s':>8} "
@@ -280,24 +238,6 @@ def report(throughputs: list[Throughput], latencies: list[Latency]) -> str:
         lines.append(f"{lat.backend:<11} {lat.empty_ms:>9.2f} {lat.loaded_ms:>10.2f} {lat.ratio:>6.2f}  "
                      f"<= {TARGET_RATIO}: {verdict(lat.ratio <= TARGET_RATIO)}")
     return "\n".join(lines)
-
-
-def machine(pg_url: str | None) -> str:
-    """One line saying when and where the figures were taken: they mean nothing without it."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as info:
-            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    versions = [f"Python {platform.python_version()}", f"SQLite {sqlite3.sqlite_version}"]
-    if pg_url:
-        admin = create_engine(_with_database(pg_url, "postgres"))
-        with admin.connect() as conn:
-            versions.append("PostgreSQL " + conn.exec_driver_sql("SHOW server_version").scalar().split()[0])
-        admin.dispose()
-    return (f"{datetime.date.today().isoformat()}, {cpu}, {os.cpu_count()} cores, {platform.system()}, "
-            + ", ".join(versions))
 
 
 def main() -> None:

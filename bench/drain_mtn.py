@@ -29,32 +29,25 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import itertools
 import json
 import multiprocessing
-import os
-import platform
 import random
 import resource
-import sqlite3
-import tempfile
 import threading
 import time
 import uuid
 from collections import defaultdict
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import requests
-from sqlalchemy import Engine, create_engine, func, insert, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, func, insert, select, text
 
-from reconciler.db import make_engine, normalise_url
-from reconciler.migrate import migrate
+from reconciler.db import make_engine
 from reconciler.schema import QUEUED, SUBMITTED, api_calls, mtn_orders
+from scratch import machine, scratch_database, verdict
 
 KEY = "bench-mtn-key"
 PREFIXES = ("024", "025", "053", "054", "055", "059")  # MTN Ghana
@@ -124,48 +117,6 @@ def fake_reseller() -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 # -- scratch databases (as in bench/claim.py) -----------------------------------------------------
-
-@contextmanager
-def sqlite_database() -> Iterator[str]:
-    with tempfile.TemporaryDirectory(prefix="bench_drain_") as folder:
-        url = f"sqlite:///{Path(folder) / 'bench.db'}"
-        engine = make_engine(url)
-        try:
-            migrate(engine)
-        finally:
-            engine.dispose()
-        yield url
-
-
-@contextmanager
-def postgres_database(server_url: str) -> Iterator[str]:
-    name = f"bench_drain_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(_with_database(server_url, "postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"CREATE DATABASE {name}")
-        url = _with_database(server_url, name)
-        try:
-            engine = make_engine(url)
-            try:
-                migrate(engine)
-            finally:
-                engine.dispose()
-            yield url
-        finally:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        admin.dispose()
-
-
-def _with_database(server_url: str, database: str) -> str:
-    return make_url(normalise_url(server_url)).set(database=database).render_as_string(hide_password=False)
-
-
-def scratch_database(backend: str, pg_url: str) -> AbstractContextManager[str]:
-    return postgres_database(pg_url) if backend == "postgresql" else sqlite_database()
-
 
 def load_orders(url: str, count: int) -> None:
     """The shop's rows, then fresh statistics (PostgreSQL: VACUUM ANALYZE, so autovacuum does not wake up
@@ -332,7 +283,7 @@ def measure_ceiling(count: int, threads: int) -> Case:
 
 
 def measure_drain(backend: str, pg_url: str, count: int, profile: bool) -> Case:
-    with scratch_database(backend, pg_url) as db_url:
+    with scratch_database(backend, pg_url, "bench_drain") as db_url:
         load_orders(db_url, count)
         with fake_reseller() as (url, report):
             result = run_in_process(drain, db_url, url, count, profile)
@@ -352,10 +303,6 @@ def measure_drain(backend: str, pg_url: str, count: int, profile: bool) -> Case:
 
 
 # -- report -----------------------------------------------------------------------------------------
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
-
 
 def report(pairs: list[tuple[Case, Case]], threads: int, batch: int) -> str:
     lines = [f"Drain: the submit job (batch {batch}, {threads} in flight) vs a bare requests loop "
@@ -405,24 +352,6 @@ def profile_report(case: Case) -> str:
     return "\n".join(lines)
 
 
-def machine(pg_url: str | None) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as info:
-            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    versions = [f"Python {platform.python_version()}", f"SQLite {sqlite3.sqlite_version}",
-                f"requests {requests.__version__}"]
-    if pg_url:
-        admin = create_engine(_with_database(pg_url, "postgres"))
-        with admin.connect() as conn:
-            versions.append("PostgreSQL " + conn.exec_driver_sql("SHOW server_version").scalar().split()[0])
-        admin.dispose()
-    return (f"{datetime.date.today().isoformat()}, {cpu}, {os.cpu_count()} cores, {platform.system()}, "
-            + ", ".join(versions))
-
-
 def main() -> None:
     from reconciler.config import Config
 
@@ -438,7 +367,7 @@ def main() -> None:
     backends = ["sqlite"] + ([] if args.skip_pg else ["postgresql"])
     pairs = [(measure_ceiling(args.orders, threads), measure_drain(b, args.pg_url, args.orders, args.profile))
              for b in backends]
-    print(machine(None if args.skip_pg else args.pg_url))
+    print(machine(None if args.skip_pg else args.pg_url, f"requests {requests.__version__}"))
     print(report(pairs, threads, batch))
     if args.profile:
         for _, case in pairs:
