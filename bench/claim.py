@@ -30,7 +30,7 @@ from typing import Any, Iterator, Sequence
 
 from sqlalchemy import Engine, RowMapping, insert, text
 
-from scratch import machine, scratch_database, verdict
+from scratch import add_database_options, machine, scratch_database, verdict
 from reconciler.db import make_engine
 from reconciler.outbox import Outbox, Outcome
 from reconciler.schema import COMPLETED, mtn_orders
@@ -242,9 +242,7 @@ def report(throughputs: list[Throughput], latencies: list[Latency]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432",
-                        help="PostgreSQL server (no database: one is created per case and dropped)")
-    parser.add_argument("--skip-pg", action="store_true", help="SQLite only")
+    add_database_options(parser)
     args = parser.parse_args()
     backends = ["sqlite"] + ([] if args.skip_pg else ["postgresql"])
     throughputs = [measure_throughput(b, args.pg_url, batch, count)

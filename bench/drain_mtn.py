@@ -47,7 +47,7 @@ from sqlalchemy import Engine, func, insert, select, text
 
 from reconciler.db import make_engine
 from reconciler.schema import QUEUED, SUBMITTED, api_calls, mtn_orders
-from scratch import machine, scratch_database, verdict
+from scratch import add_database_options, machine, scratch_database, verdict
 
 KEY = "bench-mtn-key"
 PREFIXES = ("024", "025", "053", "054", "055", "059")  # MTN Ghana
@@ -356,9 +356,7 @@ def main() -> None:
     from reconciler.config import Config
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432",
-                        help="PostgreSQL server (no database: one is created per case and dropped)")
-    parser.add_argument("--skip-pg", action="store_true", help="SQLite only")
+    add_database_options(parser)
     parser.add_argument("--orders", type=int, default=20_000, help="orders per case (default 20,000)")
     parser.add_argument("--profile", action="store_true", help="also time the steps of the drain")
     args = parser.parse_args()

@@ -2,6 +2,7 @@
 that says where the figures were taken (they mean nothing without it)."""
 from __future__ import annotations
 
+import argparse
 import datetime
 import os
 import platform
@@ -61,6 +62,12 @@ def _migrate(url: str) -> None:
 
 def with_database(server_url: str, database: str) -> str:
     return make_url(normalise_url(server_url)).set(database=database).render_as_string(hide_password=False)
+
+
+def add_database_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432",
+                        help="PostgreSQL server (no database: one is created per case and dropped)")
+    parser.add_argument("--skip-pg", action="store_true", help="SQLite only")
 
 
 def verdict(ok: bool) -> str:

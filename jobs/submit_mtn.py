@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Iterator, Mapping
 
@@ -30,7 +30,7 @@ from reconciler.mtn_store import lock_recipients, recipient_key, unlock_recipien
 from reconciler.outbox import Batch, Outbox, Outcome
 from reconciler.phones import Recipient, RecipientRejected, mask_phone, validate_recipient
 from reconciler.providers import mtn_client
-from reconciler.schema import DEAD, FAILED, IN_DOUBT, REJECTED, SUBMITTED, mtn_orders
+from reconciler.schema import DEAD, FAILED, IN_DOUBT, QUEUED, REJECTED, SUBMITTED, mtn_orders
 
 log = logging.getLogger(__name__)
 NO_LOCK = {"recipient_lock": None}
@@ -114,7 +114,7 @@ class SubmitMtn:
         wait(sending.futures)
         batch = sending.batch
         unlock_recipients(ctx.engine, ctx.worker_id, [i for i in batch.unstarted() if i in sending.locked])
-        batch.__exit__(None, None, None)
+        batch.close()
 
     def check(self, row: Mapping) -> Recipient | RecipientRejected:
         if row["size_gb"] is None or row["size_gb"] <= 0:
@@ -184,7 +184,7 @@ def _paced(batch: Batch, slots: threading.Semaphore, refused: threading.Event) -
 
 def record(batch: Batch, outcome: Outcome) -> None:
     batch.record(outcome)
-    result = outcome.status if outcome.status != "queued" else ("deferred" if outcome.cause != "retry" else "retry")
+    result = outcome.status if outcome.status != QUEUED else ("deferred" if outcome.cause != "retry" else "retry")
     metrics.MTN_SUBMISSIONS.labels(result).inc()
 
 
@@ -198,10 +198,9 @@ def retry(outbox: Outbox, row: Mapping, error: str) -> Outcome:
     """Certainly not sent: try again on the schedule, or give up as dead (and tell the shop)."""
     outcome = with_fields(outbox.retry(row, error), NO_LOCK)
     if outcome.status == DEAD:
-        return Outcome(outcome.row_id, DEAD, outcome.cause, outcome.fields,
-                       mtn_events.customer_events(row, mtn_events.DEAD, DEAD, reason=error))
+        return replace(outcome, events=mtn_events.customer_events(row, mtn_events.DEAD, DEAD, reason=error))
     return outcome
 
 
 def with_fields(outcome: Outcome, fields: Mapping) -> Outcome:
-    return Outcome(outcome.row_id, outcome.status, outcome.cause, {**outcome.fields, **fields}, outcome.events)
+    return replace(outcome, fields={**outcome.fields, **fields})

@@ -24,19 +24,18 @@ def lock_recipients(engine: Engine, worker: str, wanted: Mapping[int, str], now:
     the ids that got it. Fenced on this worker's lease. A lock left by a settled order is taken over.
     submitted_at is set now too: should this worker die before it can say, the order went out about now."""
     t = mtn_orders
-    keys = dict(wanted)
+    if not wanted:
+        return set()
     with engine.begin() as conn:
-        if not keys:
-            return set()
         holders = dict(conn.execute(select(t.c.recipient_lock, t.c.status).where(
-            t.c.recipient_lock.in_(set(keys.values())))).all())
+            t.c.recipient_lock.in_(set(wanted.values())))).all())
         stale = [key for key, status in holders.items() if status not in UNSETTLED]
         if stale:
             conn.execute(update(t).where(t.c.recipient_lock.in_(stale), t.c.status.not_in(UNSETTLED))
                          .values(recipient_lock=None))
         taken = set(holders) - set(stale)
         free: dict[int, str] = {}
-        for row_id, key in keys.items():  # first come first served within the batch too
+        for row_id, key in wanted.items():  # first come first served within the batch too
             if key not in taken:
                 free[row_id] = key
                 taken.add(key)
@@ -58,7 +57,7 @@ def lock_recipients(engine: Engine, worker: str, wanted: Mapping[int, str], now:
                     with conn.begin_nested():
                         conn.execute(lock, one)
                 except IntegrityError:
-                    pass
+                    pass  # this one's recipient is taken: the row is not locked and waits
         return set(conn.scalars(select(t.c.id).where(t.c.id.in_(list(free)), t.c.status == IN_FLIGHT_SQL,
                                                      t.c.locked_by == worker, t.c.recipient_lock.is_not(None))))
 

@@ -261,6 +261,10 @@ class Batch:
         (a webhook POST). False when the lease had been lost and the outcome was not written."""
         return not self.outbox.finalise([outcome]).lost
 
-    def __exit__(self, *exc_info: object) -> None:
+    def close(self) -> None:
+        """Finalise the recorded outcomes together and hand back the rows never started."""
         self.result = self.outbox.finalise(self._outcomes)
         self.outbox.release(self.unstarted())
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
