@@ -19,8 +19,8 @@ Targets: ratio >= 0.7; peak RSS < 150 MB.
 
 Every case gets its own database (PostgreSQL: a bench_drain_<random> database; SQLite: a file in a
 temporary directory) and its own fake reseller process, all removed afterwards. With --profile the drain
-also reports where its time went: the serial steps of each batch (nothing is in flight while they run) and,
-summed over the sending threads, HTTP time against api_calls audit time. Run from the repository:
+also reports where its time went: the main thread's steps of each batch (finishing one overlaps the next
+one's sends) and, summed over the sending threads, HTTP time against api_calls audit time. Run from the repository:
 
     .venv/bin/python bench/drain_mtn.py [--pg-url postgresql://postgres@127.0.0.1:5432] [--skip-pg]
                                         [--orders 20000] [--profile]
@@ -32,6 +32,8 @@ import dataclasses
 import itertools
 import json
 import multiprocessing
+import os
+import queue
 import random
 import resource
 import threading
@@ -40,6 +42,7 @@ import uuid
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import requests
@@ -64,6 +67,8 @@ class Case:
     rss_mb: float
     connections: int  # TCP connections the fake accepted
     cpu_seconds: float  # CPU time (user + system, all threads) of the measured process while it ran
+    fake_cpu_seconds: float  # CPU time of the fake reseller's process
+    db_cpu_seconds: float | None  # CPU time of the local PostgreSQL server's processes (None: not readable)
     phases: dict[str, list[float]] = dataclasses.field(default_factory=dict)
 
     @property
@@ -93,10 +98,11 @@ def serve_fake(pipe: Any) -> None:
 
     fake_module._Handler.setup = counting_setup  # type: ignore[method-assign]
     fake = fake_module.FakeMtn(api_key=KEY, balance=1e9, rng=random.Random(0)).start()
+    cpu = time.process_time()
     pipe.send(fake.url)
     pipe.recv()
     pipe.send({"created": fake.created_count, "requests": fake.requests_received,
-               "connections": next(accepted)})
+               "connections": next(accepted), "cpu_seconds": time.process_time() - cpu})
     fake.stop()
 
 
@@ -146,6 +152,22 @@ def peak_rss_mb() -> float:
             return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024  # kB
     except (OSError, StopIteration):
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux, an upper bound
+
+
+def postgres_cpu_seconds() -> float | None:
+    """CPU time so far of this machine's PostgreSQL processes, ended backends included (they are counted in
+    the postmaster's children times); None when PostgreSQL is not local or /proc is not readable."""
+    ticks, found = 0, False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text_ = stat.read_text()
+        except OSError:
+            continue
+        name, fields = text_[text_.index("(") + 1:text_.rindex(")")], text_[text_.rindex(")") + 2:].split()
+        if name.startswith("postgres"):
+            found = True
+            ticks += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK") if found else None
 
 
 def bare_loop(fake_url: str, count: int, threads: int, results: Any) -> None:
@@ -218,7 +240,7 @@ def drain(db_url: str, fake_url: str, count: int, profile: bool, results: Any) -
 
 def instrument(job: Any, config: Any, engine: Engine) -> dict[str, list[float]]:
     """Wrap the steps of the submit job with timers (wall seconds per call). Main-thread steps run one after
-    the other with nothing in flight; `http` and `audit` run in the sending threads and are summed over them."""
+    the other; `http` and `audit` run in the sending threads and are summed over them."""
     import jobs.submit_mtn as submit_module
     from reconciler.api_audit import AuditLog
     from reconciler.mtn_account import MtnAccount
@@ -265,7 +287,13 @@ def run_in_process(target: Callable, *args: Any) -> dict[str, Any]:
     results = spawn.Queue()
     process = spawn.Process(target=target, args=(*args, results))
     process.start()
-    result = results.get()
+    while True:
+        try:
+            result = results.get(timeout=1)
+            break
+        except queue.Empty:
+            if not process.is_alive():
+                raise RuntimeError(f"{target.__name__} exited with {process.exitcode} and no result") from None
     process.join()
     if process.exitcode != 0:
         raise RuntimeError(f"{target.__name__} exited with {process.exitcode}")
@@ -279,14 +307,18 @@ def measure_ceiling(count: int, threads: int) -> Case:
         result = run_in_process(bare_loop, url, count, threads)
     if report["created"] != count:
         raise RuntimeError(f"bare loop: the fake created {report['created']} of {count} orders")
-    return Case("bare", count, result["seconds"], result["rss_mb"], report["connections"], result["cpu_seconds"])
+    return Case("bare", count, result["seconds"], result["rss_mb"], report["connections"], result["cpu_seconds"],
+                report["cpu_seconds"], None)
 
 
 def measure_drain(backend: str, pg_url: str, count: int, profile: bool) -> Case:
     with scratch_database(backend, pg_url, "bench_drain") as db_url:
         load_orders(db_url, count)
         with fake_reseller() as (url, report):
+            db_cpu = postgres_cpu_seconds() if backend == "postgresql" else None
             result = run_in_process(drain, db_url, url, count, profile)
+            if db_cpu is not None:
+                db_cpu = postgres_cpu_seconds() - db_cpu
         engine = make_engine(db_url)
         try:
             with engine.connect() as conn:
@@ -299,7 +331,7 @@ def measure_drain(backend: str, pg_url: str, count: int, profile: bool) -> Case:
         raise RuntimeError(f"{backend}: statuses {statuses}, fake created {report['created']}, "
                            f"{audited} POSTs audited; expected {count} of each")
     return Case(backend, count, result["seconds"], result["rss_mb"], report["connections"], result["cpu_seconds"],
-                result["phases"])
+                report["cpu_seconds"], db_cpu, result["phases"])
 
 
 # -- report -----------------------------------------------------------------------------------------
@@ -308,13 +340,16 @@ def report(pairs: list[tuple[Case, Case]], threads: int, batch: int) -> str:
     lines = [f"Drain: the submit job (batch {batch}, {threads} in flight) vs a bare requests loop "
              f"({threads} threads), same fake",
              f"{'case':<19} {'orders':>6} {'seconds':>8} {'orders/s':>9} {'ratio':>6}  {'target':<15} "
-             f"{'RSS MB':>7}  {'target':<13} {'CPU ms/order':>12} {'conns':>6}",
-             "-" * 113]
+             f"{'RSS MB':>7}  {'target':<13} {'CPU ms/order':>12} {'fake':>5} {'db':>5} {'conns':>6}",
+             "-" * 125]
 
     def row(name: str, case: Case, ratio: str, ratio_target: str, rss_target: str) -> str:
         return (f"{name:<19} {case.orders:>6} {case.seconds:>8.2f} {case.per_s:>9,.0f} {ratio:>6}  {ratio_target:<15} "
-                f"{case.rss_mb:>7.1f}  {rss_target:<13} {1000 * case.cpu_seconds / case.orders:>12.2f} "
-                f"{case.connections:>6}")
+                f"{case.rss_mb:>7.1f}  {rss_target:<13} {per_order(case.cpu_seconds):>12} "
+                f"{per_order(case.fake_cpu_seconds):>5} {per_order(case.db_cpu_seconds):>5} {case.connections:>6}")
+
+    def per_order(cpu_seconds: float | None) -> str:
+        return "-" if cpu_seconds is None else f"{1000 * cpu_seconds / pairs[0][0].orders:.2f}"
 
     for ceiling, case in pairs:
         ratio = case.per_s / ceiling.per_s
@@ -323,7 +358,8 @@ def report(pairs: list[tuple[Case, Case]], threads: int, batch: int) -> str:
                          f">= {TARGET_RATIO}: {verdict(ratio >= TARGET_RATIO)}",
                          f"< {TARGET_RSS_MB:.0f}: {verdict(case.rss_mb < TARGET_RSS_MB)}"))
     lines += ["(ratio: drain orders/s over the bare loop's just before it; CPU ms/order: CPU time of the measured",
-              " process, all threads, per order; conns: TCP connections the fake accepted)"]
+              " process, all threads, per order; fake, db: the same for the fake reseller's process and the local",
+              " PostgreSQL server; conns: TCP connections the fake accepted)"]
     return "\n".join(lines)
 
 
@@ -333,14 +369,15 @@ def profile_report(case: Case) -> str:
     steps = ("is_open", "claim", "lock_recipients", "affordable", "start", "finish", "audit_flush", "finalise",
              "release", "unlock_recipients")
     lines = [f"Where the {case.backend} drain's {total:.2f} s went ({len(p.get('claim', []))} claims)",
-             f"{'step (main thread)':<22} {'calls':>6} {'total s':>8} {'ms/call':>8} {'% of drain':>10}",
+             f"{'step':<22} {'calls':>6} {'total s':>8} {'ms/call':>8} {'% of drain':>10}",
              "-" * 58]
     for name in steps:
         values = p.get(name, [])
         lines.append(f"{name:<22} {len(values):>6} {sum(values):>8.2f} {1000 * sum(values) / max(len(values), 1):>8.2f} "
                      f"{100 * sum(values) / total:>9.1f}%")
     lines.append("(start: checks, locks, balance, then handing rows to free slots; finish: waiting for the batch's"
-                 " last sends, audit flush, finalise. While one batch finishes, the next one's orders are out.)")
+                 " last sends, finalise, while the next batch's orders are out; audit_flush: the audit thread's"
+                 " writes)")
     calls, audit = p.get("create_order", []), p.get("audit", [])
     if calls:
         http = sum(calls) - sum(audit)
