@@ -8,6 +8,7 @@ from typing import Iterable, Mapping, Sequence
 from sqlalchemy import Connection, Engine, RowMapping, bindparam, select, text, update
 from sqlalchemy.exc import IntegrityError
 
+from reconciler.db import hot_path_engine, run_on_live_connection
 from reconciler.outbox_queries import IN_FLIGHT_SQL
 from reconciler.schema import COMPLETED, IN_DOUBT, IN_FLIGHT, SUBMITTED, UTCDateTime, inbound_webhooks, mtn_orders
 
@@ -23,22 +24,40 @@ def lock_recipients(engine: Engine, worker: str, wanted: Mapping[int, str], now:
     """Give each order (id -> recipient_key) the lock of its recipient and size, first come first served;
     the ids that got it. Fenced on this worker's lease. A lock left by a settled order is taken over.
     submitted_at is set now too: should this worker die before it can say, the order went out about now."""
-    t = mtn_orders
     if not wanted:
         return set()
+    first: dict[str, int] = {}
+    for row_id, key in wanted.items():  # first come first served within the batch
+        first.setdefault(key, row_id)
+    if engine.dialect.name == "postgresql":
+        try:
+            return _lock_in_one_statement(engine, worker, first, now)
+        except IntegrityError:  # a stale lock, or a replica took a key meanwhile: see who holds what
+            pass
+    return _lock_after_reading_holders(engine, worker, first, now)
+
+
+def _lock_in_one_statement(engine: Engine, worker: str, first: Mapping[str, int], now: datetime) -> set[int]:
+    """PostgreSQL, one round trip: take the keys no unsettled order holds. A key still held by a settled order
+    (a stale lock) or taken by a replica meanwhile fails it with IntegrityError. Run again after a lost reply,
+    it takes the same rows once more (a row's own lock does not block it)."""
+    params = {"ids": list(first.values()), "keys": list(first), "phones": [k.rsplit(":", 1)[0] for k in first],
+              "worker": worker, "now": now}
+    return run_on_live_connection(hot_path_engine(engine),
+                                  lambda conn, _again: set(conn.scalars(_LOCK_ALL_PG, params)))
+
+
+def _lock_after_reading_holders(engine: Engine, worker: str, first: Mapping[str, int], now: datetime) -> set[int]:
+    """Any database, in one transaction: read who holds the keys, free stale locks, take the free ones."""
+    t = mtn_orders
     with engine.begin() as conn:
         holders = dict(conn.execute(select(t.c.recipient_lock, t.c.status).where(
-            t.c.recipient_lock.in_(set(wanted.values())))).all())
+            t.c.recipient_lock.in_(list(first)))).all())
         stale = [key for key, status in holders.items() if status not in UNSETTLED]
         if stale:
             conn.execute(update(t).where(t.c.recipient_lock.in_(stale), t.c.status.not_in(UNSETTLED))
                          .values(recipient_lock=None))
-        taken = set(holders) - set(stale)
-        free: dict[int, str] = {}
-        for row_id, key in wanted.items():  # first come first served within the batch too
-            if key not in taken:
-                free[row_id] = key
-                taken.add(key)
+        free = {row_id: key for key, row_id in first.items() if key not in holders or key in stale}
         if not free:
             return set()
         lock = (update(t).where(t.c.id == bindparam("row_id"), t.c.status == IN_FLIGHT_SQL, t.c.locked_by == worker)
@@ -46,12 +65,8 @@ def lock_recipients(engine: Engine, worker: str, wanted: Mapping[int, str], now:
         params = [{"row_id": row_id, "key": key, "phone": key.rsplit(":", 1)[0]} for row_id, key in free.items()]
         try:
             with conn.begin_nested():
-                if conn.dialect.name == "postgresql":  # one statement for the batch, not one per row
-                    conn.execute(_LOCK_ALL_PG, {"ids": list(free), "keys": list(free.values()),
-                                                "phones": [p["phone"] for p in params], "worker": worker, "now": now})
-                else:
-                    conn.execute(lock, params)
-        except IntegrityError:  # another replica took one of these keys meanwhile: lock one by one
+                conn.execute(lock, params)
+        except IntegrityError:  # PostgreSQL: a replica took a key after the read (SQLite has one writer)
             for one in params:
                 try:
                     with conn.begin_nested():
@@ -62,10 +77,14 @@ def lock_recipients(engine: Engine, worker: str, wanted: Mapping[int, str], now:
                                                      t.c.locked_by == worker, t.c.recipient_lock.is_not(None))))
 
 
+_UNSETTLED_SQL = ", ".join(f"'{status}'" for status in UNSETTLED)
 _LOCK_ALL_PG = text(f"""
     UPDATE mtn_orders SET recipient_lock = wanted.key, normalized_phone = wanted.phone, submitted_at = :now
     FROM unnest(CAST(:ids AS BIGINT[]), CAST(:keys AS TEXT[]), CAST(:phones AS TEXT[])) AS wanted(id, key, phone)
     WHERE mtn_orders.id = wanted.id AND mtn_orders.status = '{IN_FLIGHT}' AND mtn_orders.locked_by = :worker
+      AND NOT EXISTS (SELECT 1 FROM mtn_orders held WHERE held.recipient_lock = wanted.key
+                      AND held.status IN ({_UNSETTLED_SQL}) AND held.id <> wanted.id)
+    RETURNING mtn_orders.id
 """).bindparams(bindparam("now", type_=UTCDateTime))
 
 
