@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+from contextlib import suppress
 from datetime import datetime
 from typing import Iterable, Mapping, Sequence
 
@@ -30,10 +31,8 @@ def lock_recipients(engine: Engine, worker: str, wanted: Mapping[int, str], now:
     for row_id, key in wanted.items():  # first come first served within the batch
         first.setdefault(key, row_id)
     if engine.dialect.name == "postgresql":
-        try:
+        with suppress(IntegrityError):  # a stale lock, or a replica took a key meanwhile: see who holds what
             return _lock_in_one_statement(engine, worker, first, now)
-        except IntegrityError:  # a stale lock, or a replica took a key meanwhile: see who holds what
-            pass
     return _lock_after_reading_holders(engine, worker, first, now)
 
 
