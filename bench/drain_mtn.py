@@ -12,6 +12,9 @@ What it measures, and why:
    requests.Session, POSTing the same N order bodies with the X-API-KEY header to a fresh fake: the most
    this client machine gets out of that fake at that concurrency. ratio = drain orders/s / ceiling orders/s.
    The ceiling is measured right before each drain, so both see about the same machine.
+   A virtual machine's speed drifts by 10-20 % within minutes, so one pair proves little: --rounds pairs
+   (default 3) are measured per backend, the backends taking turns, and the verdict is on the median ratio.
+   Every pair is printed.
 3. Peak RSS of the draining process: a process that does nothing else (the rows are loaded by the parent,
    the fake runs in a third process), read as its VmHWM (see peak_rss_mb for why not ru_maxrss).
 
@@ -23,7 +26,7 @@ also reports where its time went: the main thread's steps of each batch (finishi
 one's sends) and, summed over the sending threads, HTTP time against api_calls audit time. Run from the repository:
 
     .venv/bin/python bench/drain_mtn.py [--pg-url postgresql://postgres@127.0.0.1:5432] [--skip-pg]
-                                        [--orders 20000] [--profile]
+                                        [--orders 20000] [--rounds 3] [--profile]
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ import os
 import queue
 import random
 import resource
+import statistics
 import threading
 import time
 import uuid
@@ -363,6 +367,26 @@ def report(pairs: list[tuple[Case, Case]], threads: int, batch: int) -> str:
     return "\n".join(lines)
 
 
+def summary(pairs: list[tuple[Case, Case]]) -> str:
+    """Per backend, over its rounds: the median and the range of orders/s and of the ratio; the verdicts."""
+    lines = [f"Over {len(pairs) // len({case.backend for _, case in pairs})} rounds per backend: median (lowest-highest)",
+             f"{'backend':<11} {'drain orders/s':<20} {'ratio':<18} {'target':<15} {'peak RSS MB':>11}  target",
+             "-" * 88]
+    for backend in dict.fromkeys(case.backend for _, case in pairs):
+        mine = [(ceiling, case) for ceiling, case in pairs if case.backend == backend]
+        rates = [case.per_s for _, case in mine]
+        ratios = [case.per_s / ceiling.per_s for ceiling, case in mine]
+        rss = max(case.rss_mb for _, case in mine)
+        lines.append(f"{backend:<11} {spread(rates, '{:,.0f}'):<20} {spread(ratios, '{:.2f}'):<18} "
+                     f"{'>= ' + str(TARGET_RATIO) + ': ' + verdict(statistics.median(ratios) >= TARGET_RATIO):<15} "
+                     f"{rss:>11.1f}  < {TARGET_RSS_MB:.0f}: {verdict(rss < TARGET_RSS_MB)}")
+    return "\n".join(lines)
+
+
+def spread(values: list[float], form: str) -> str:
+    return f"{form.format(statistics.median(values))} ({form.format(min(values))}-{form.format(max(values))})"
+
+
 def profile_report(case: Case) -> str:
     p = case.phases
     total = case.seconds
@@ -395,15 +419,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_database_options(parser)
     parser.add_argument("--orders", type=int, default=20_000, help="orders per case (default 20,000)")
+    parser.add_argument("--rounds", type=int, default=3, help="pairs (ceiling, drain) per backend (default 3)")
     parser.add_argument("--profile", action="store_true", help="also time the steps of the drain")
     args = parser.parse_args()
     config = Config()
     threads, batch = config.mtn.max_in_flight, config.daemon.batch_size
     backends = ["sqlite"] + ([] if args.skip_pg else ["postgresql"])
     pairs = [(measure_ceiling(args.orders, threads), measure_drain(b, args.pg_url, args.orders, args.profile))
-             for b in backends]
+             for _ in range(args.rounds) for b in backends]
     print(machine(None if args.skip_pg else args.pg_url, f"requests {requests.__version__}"))
     print(report(pairs, threads, batch))
+    print()
+    print(summary(pairs))
     if args.profile:
         for _, case in pairs:
             print()
