@@ -1,7 +1,9 @@
 """Database engines with the settings the outbox relies on, for SQLite and PostgreSQL."""
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 from typing import Callable, TypeVar
 from weakref import WeakKeyDictionary
 
@@ -11,6 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 T = TypeVar("T")
+SQLITE_BUSY_TIMEOUT_SECONDS = 30  # how long a writer waits for another's lock before it fails
 
 
 def normalise_url(url: str) -> str:
@@ -68,6 +71,20 @@ def run_on_live_connection(engine: Engine, work: Callable[[Connection, bool], T]
         return work(conn, True)
 
 
+def _enter_wal(cursor: sqlite3.Cursor) -> None:
+    """journal_mode=WAL needs the database to itself and, unlike other statements, does not wait out
+    busy_timeout: a replica starting at the same moment on a new file would fail. Retry within that time."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+
+
 def _sqlite_immediate_transactions(engine: Engine) -> None:
     """SQLite has one writer: take the write lock at BEGIN so two writers wait instead of failing mid-transaction."""
 
@@ -75,10 +92,10 @@ def _sqlite_immediate_transactions(engine: Engine) -> None:
     def on_connect(dbapi_connection, _record) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_SECONDS * 1000}")
+        _enter_wal(cursor)
         cursor.execute("PRAGMA synchronous=FULL")  # money moves on every commit: survive power loss
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
     @event.listens_for(engine, "begin")
