@@ -30,7 +30,7 @@ from typing import Any, Iterator, Sequence
 
 from sqlalchemy import Engine, RowMapping, insert, text
 
-from scratch import add_database_options, machine, scratch_database, verdict
+from scratch import add_database_options, analyze, machine, scratch_database, verdict
 from reconciler.db import make_engine
 from reconciler.outbox import Outbox, Outcome
 from reconciler.schema import COMPLETED, mtn_orders
@@ -113,18 +113,6 @@ def insert_finished(engine: Engine, count: int) -> None:
                "'P' || i, 'SUCCESSFUL' FROM g")
     with engine.begin() as conn:
         conn.execute(text(sql), {"n": count})
-
-
-def analyze(engine: Engine) -> None:
-    """Fresh planner statistics. PostgreSQL: VACUUM ANALYZE, so autovacuum does not wake up on the freshly
-    loaded table in the middle of the measurement (it did, and added noise) and the table looks like a
-    production table whose finished rows were vacuumed long ago."""
-    if engine.dialect.name == "postgresql":
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.exec_driver_sql("VACUUM ANALYZE")
-    else:
-        with engine.begin() as conn:
-            conn.exec_driver_sql("ANALYZE")
 
 
 # -- measuring --------------------------------------------------------------------------------

@@ -54,7 +54,7 @@ from sqlalchemy import Engine, func, insert, select, text
 
 from reconciler.db import make_engine
 from reconciler.schema import QUEUED, SUBMITTED, api_calls, mtn_orders
-from scratch import add_database_options, machine, scratch_database, verdict
+from scratch import add_database_options, analyze, machine, scratch_database, verdict
 
 KEY = "bench-mtn-key"
 PREFIXES = ("024", "025", "053", "054", "055", "059")  # MTN Ghana
@@ -129,18 +129,12 @@ def fake_reseller() -> Iterator[tuple[str, dict[str, Any]]]:
 # -- scratch databases (as in bench/claim.py) -----------------------------------------------------
 
 def load_orders(url: str, count: int) -> None:
-    """The shop's rows, then fresh statistics (PostgreSQL: VACUUM ANALYZE, so autovacuum does not wake up
-    on the freshly loaded table in the middle of the drain)."""
+    """The shop's rows, then fresh statistics."""
     engine = make_engine(url)
     try:
         with engine.begin() as conn:
             conn.execute(insert(mtn_orders), shop_rows(count))
-        if engine.dialect.name == "postgresql":
-            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.exec_driver_sql("VACUUM ANALYZE")
-        else:
-            with engine.begin() as conn:
-                conn.exec_driver_sql("ANALYZE")
+        analyze(engine)
     finally:
         engine.dispose()
 

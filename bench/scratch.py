@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import create_engine
+from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
 
 from reconciler.db import make_engine, normalise_url
@@ -58,6 +58,18 @@ def _migrate(url: str) -> None:
         migrate(engine)
     finally:
         engine.dispose()
+
+
+def analyze(engine: Engine) -> None:
+    """Fresh planner statistics. PostgreSQL: VACUUM ANALYZE, so autovacuum does not wake up on the freshly
+    loaded table in the middle of the measurement (it did, and added noise) and the table looks like a
+    production table whose finished rows were vacuumed long ago."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE")
+    else:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE")
 
 
 def with_database(server_url: str, database: str) -> str:
