@@ -82,21 +82,7 @@ def test_a_schema_applied_by_hand_from_the_sql_file_is_recognised_and_upgraded(d
 
 def test_two_replicas_migrating_at_once_both_succeed(db_url):
     engines = [make_engine(db_url), make_engine(db_url)]
-    start = threading.Barrier(2)
-    results, errors = [], []
-
-    def replica(engine: Engine) -> None:
-        start.wait()
-        try:
-            results.append(len(migrate(engine)))
-        except Exception as exc:  # surfaced by the assertion below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=replica, args=(e,)) for e in engines]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    results, errors = migrate_together(engines)
     assert errors == []
     every = len(available_migrations(engines[0].dialect.name))
     assert sorted(results) == [0, every]
@@ -104,30 +90,36 @@ def test_two_replicas_migrating_at_once_both_succeed(db_url):
         assert conn.execute(text("SELECT count(*) FROM schema_migrations")).scalar() == every
 
 
-
-
 def test_replicas_starting_together_on_a_new_sqlite_file_both_get_it(tmp_path):
     # Switching a new file to WAL needs it to itself and does not always wait out busy_timeout: of two
     # replicas starting together, one used to fail with "database is locked" (1 start in 4). A race: 100 of them.
     for attempt in range(100):
         engines = [make_engine(f"sqlite:///{tmp_path / f'new-{attempt}.db'}") for _ in range(2)]
-        start = threading.Barrier(2)
-        errors: list[Exception] = []
-
-        def start_replica(engine: Engine) -> None:
-            start.wait()
-            try:
-                migrate(engine)
-            except Exception as exc:  # surfaced by the assertion below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=start_replica, args=(e,)) for e in engines]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
+        _, errors = migrate_together(engines)
         with engines[0].connect() as conn:
             mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
         for engine in engines:
             engine.dispose()
         assert (errors, mode) == ([], "wal"), f"attempt {attempt}"
+
+
+def migrate_together(engines: list[Engine]) -> tuple[list[int], list[Exception]]:
+    """Each engine migrates in a thread of its own, all starting at once as replicas may: how many migrations
+    each applied, and what they raised."""
+    start = threading.Barrier(len(engines))
+    applied: list[int] = []
+    errors: list[Exception] = []
+
+    def replica(engine: Engine) -> None:
+        start.wait()
+        try:
+            applied.append(len(migrate(engine)))
+        except Exception as exc:  # surfaced by the caller's assertions
+            errors.append(exc)
+
+    threads = [threading.Thread(target=replica, args=(e,)) for e in engines]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return applied, errors
