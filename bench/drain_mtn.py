@@ -343,11 +343,12 @@ def report(pairs: list[tuple[Case, Case]], threads: int, batch: int) -> str:
 
     def row(name: str, case: Case, ratio: str, ratio_target: str, rss_target: str) -> str:
         return (f"{name:<19} {case.orders:>6} {case.seconds:>8.2f} {case.per_s:>9,.0f} {ratio:>6}  {ratio_target:<15} "
-                f"{case.rss_mb:>7.1f}  {rss_target:<13} {per_order(case.cpu_seconds):>12} "
-                f"{per_order(case.fake_cpu_seconds):>5} {per_order(case.db_cpu_seconds):>5} {case.connections:>6}")
+                f"{case.rss_mb:>7.1f}  {rss_target:<13} {per_order(case.cpu_seconds, case):>12} "
+                f"{per_order(case.fake_cpu_seconds, case):>5} {per_order(case.db_cpu_seconds, case):>5} "
+                f"{case.connections:>6}")
 
-    def per_order(cpu_seconds: float | None) -> str:
-        return "-" if cpu_seconds is None else f"{1000 * cpu_seconds / pairs[0][0].orders:.2f}"
+    def per_order(cpu_seconds: float | None, case: Case) -> str:
+        return "-" if cpu_seconds is None else f"{1000 * cpu_seconds / case.orders:.2f}"
 
     for ceiling, case in pairs:
         ratio = case.per_s / ceiling.per_s

@@ -85,7 +85,9 @@ def test_a_key_another_replica_takes_mid_statement_leaves_only_that_order_waitin
 def wait_until_a_lock_is_awaited(engine: Engine, timeout_seconds: float = 10.0) -> None:
     deadline = time.monotonic() + timeout_seconds
     with engine.connect() as conn:
-        while not conn.scalar(text("SELECT count(*) FROM pg_locks WHERE NOT granted")):
-            conn.rollback()  # a fresh snapshot of pg_locks
+        # Scoped to this test's database: tests running beside it may wait on locks of their own.
+        while not conn.scalar(text("SELECT count(*) FROM pg_stat_activity "
+                                   "WHERE datname = current_database() AND wait_event_type = 'Lock'")):
+            conn.rollback()  # a fresh snapshot of pg_stat_activity
             assert time.monotonic() < deadline, "the lock statement never waited for the replica"
             time.sleep(0.01)
