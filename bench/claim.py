@@ -31,9 +31,9 @@ from typing import Any, Iterator, Sequence
 from sqlalchemy import Engine, RowMapping, insert, text
 
 from scratch import add_database_options, analyze, machine, scratch_database, verdict
-from reconciler.db import make_engine
-from reconciler.outbox import Outbox, Outcome
-from reconciler.schema import COMPLETED, mtn_orders
+from reconciler.engine.db import make_engine
+from reconciler.engine.outbox import Outbox, Outcome
+from reconciler.engine.schema import COMPLETED, mtn_orders
 
 THROUGHPUT_CASES = ((1, 2_000), (100, 20_000), (500, 20_000))  # (batch size, queued rows), one worker
 # PostgreSQL scales out with worker processes (replicas) claiming with SKIP LOCKED: batch 100 again with

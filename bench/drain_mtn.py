@@ -52,8 +52,8 @@ from typing import Any, Callable, Iterator
 import requests
 from sqlalchemy import Engine, func, insert, select, text
 
-from reconciler.db import make_engine
-from reconciler.schema import QUEUED, SUBMITTED, api_calls, mtn_orders
+from reconciler.engine.db import make_engine
+from reconciler.engine.schema import QUEUED, SUBMITTED, api_calls, mtn_orders
 from scratch import add_database_options, analyze, machine, scratch_database, verdict
 
 KEY = "bench-mtn-key"
@@ -91,7 +91,7 @@ def shop_rows(count: int) -> list[dict[str, Any]]:
 
 def serve_fake(pipe: Any) -> None:
     """Run a FakeMtn until told to stop; then report what it saw. Counts accepted TCP connections."""
-    from reconciler.fakes import mtn as fake_module
+    from reconciler.providers.mtn import fake as fake_module
 
     accepted = itertools.count()
     original_setup = fake_module._Handler.setup
@@ -202,9 +202,9 @@ def bare_loop(fake_url: str, count: int, threads: int, results: Any) -> None:
 def drain(db_url: str, fake_url: str, count: int, profile: bool, results: Any) -> None:
     """The submit job, in-process, run until no order is queued or in flight."""
     from jobs.submit_mtn import SubmitMtn
-    from reconciler.clock import utcnow
+    from reconciler.engine.clock import utcnow
     from reconciler.config import Config
-    from reconciler.job import JobContext
+    from reconciler.engine.job import JobContext
     from reconciler.outboxes import build_outboxes
 
     base = Config()
@@ -240,11 +240,11 @@ def instrument(job: Any, config: Any, engine: Engine) -> dict[str, list[float]]:
     """Wrap the steps of the submit job with timers (wall seconds per call). Main-thread steps run one after
     the other; `http` and `audit` run in the sending threads and are summed over them."""
     import jobs.submit_mtn as submit_module
-    from reconciler.api_audit import AuditLog
-    from reconciler.mtn_account import MtnAccount
+    from reconciler.http.audit import AuditLog
+    from reconciler.providers.mtn.account import MtnAccount
     from jobs.submit_mtn import AUDIT_DELAY_SECONDS
-    from reconciler.mtn_client import MtnClient
-    from reconciler.outbox import Batch, Outbox
+    from reconciler.providers.mtn.client import MtnClient
+    from reconciler.engine.outbox import Batch, Outbox
 
     phases: dict[str, list[float]] = defaultdict(list)
     lock = threading.Lock()

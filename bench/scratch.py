@@ -16,8 +16,8 @@ from typing import Iterator
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
 
-from reconciler.db import make_engine, normalise_url
-from reconciler.migrate import migrate
+from reconciler.engine.db import make_engine, normalise_url
+from reconciler.engine.migrate import migrate
 
 
 def scratch_database(backend: str, pg_url: str, prefix: str) -> AbstractContextManager[str]:

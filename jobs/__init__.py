@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from reconciler.config import Config
-from reconciler.job import Job
+from reconciler.engine.job import Job
 
 from jobs import apply_mtn_webhooks, refresh_metrics, rescue_leases
 from jobs.deliver_webhooks import DeliverWebhooks

@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from reconciler import metrics
-from reconciler.job import JobContext
-from reconciler.mtn_client import PROVIDER, parse_webhook
-from reconciler.mtn_settlement import settlement
-from reconciler.mtn_store import applicable_webhooks, mark_processed
-from reconciler.schema import mtn_orders
-from reconciler.transitions import move
+from reconciler.engine import metrics
+from reconciler.engine.job import JobContext
+from reconciler.providers.mtn.client import PROVIDER, parse_webhook
+from reconciler.providers.mtn.settlement import settlement
+from reconciler.providers.mtn.store import applicable_webhooks, mark_processed
+from reconciler.engine.schema import mtn_orders
+from reconciler.engine.transitions import move
 
 log = logging.getLogger(__name__)
 EVENTS_PER_READ = 500

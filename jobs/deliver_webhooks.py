@@ -9,18 +9,18 @@ import logging
 from datetime import datetime, timedelta
 from typing import Mapping
 
-from reconciler import metrics
-from reconciler.clock import utcnow
+from reconciler.engine import metrics
+from reconciler.engine.clock import utcnow
 from reconciler.config import Config
-from reconciler.deliveries import log_attempt
-from reconciler.events import NOTIFY, PARTNER
-from reconciler.job import JobContext
-from reconciler.outbox import Batch, Outbox, Outcome
-from reconciler.rate_limit import PerKeyRateLimiter
-from reconciler.schema import DEAD, webhook_deliveries
-from reconciler.signing import signature_headers
-from reconciler.webhook_endpoints import EndpointState, disable, load_states, record_result
-from reconciler.webhook_sender import AttemptResult, WebhookSender
+from reconciler.webhooks.deliveries import log_attempt
+from reconciler.engine.events import NOTIFY, PARTNER
+from reconciler.engine.job import JobContext
+from reconciler.engine.outbox import Batch, Outbox, Outcome
+from reconciler.webhooks.rate_limit import PerKeyRateLimiter
+from reconciler.engine.schema import DEAD, webhook_deliveries
+from reconciler.webhooks.signing import signature_headers
+from reconciler.webhooks.endpoints import EndpointState, disable, load_states, record_result
+from reconciler.webhooks.sender import AttemptResult, WebhookSender
 
 log = logging.getLogger(__name__)
 DELIVERED = "delivered"

@@ -18,18 +18,20 @@ from typing import Callable, Mapping, Sequence
 from sqlalchemy import Engine, RowMapping
 from sqlalchemy.exc import IntegrityError
 
-from reconciler import metrics, mtn_events
-from reconciler.clock import Clock
+from reconciler.engine import metrics
+
+from reconciler.providers.mtn import events as mtn_events
+from reconciler.engine.clock import Clock
 from reconciler.config import MtnConfig
-from reconciler.job import JobContext
-from reconciler.mtn_client import FAILED as SAID_FAILED
-from reconciler.mtn_client import PROVIDER, MtnClient, MtnError, ProviderOrder
-from reconciler.mtn_settlement import find_match, settlement
-from reconciler.mtn_store import expire_orphan_webhooks, owned_provider_ids, unsettled_orders, watched_orders
-from reconciler.outbox import Outcome
-from reconciler.providers import mtn_client
-from reconciler.schema import DEAD, IN_DOUBT, QUEUED, mtn_orders
-from reconciler.transitions import move
+from reconciler.engine.job import JobContext
+from reconciler.providers.mtn.client import FAILED as SAID_FAILED
+from reconciler.providers.mtn.client import PROVIDER, MtnClient, MtnError, ProviderOrder
+from reconciler.providers.mtn.settlement import find_match, settlement
+from reconciler.providers.mtn.store import expire_orphan_webhooks, owned_provider_ids, unsettled_orders, watched_orders
+from reconciler.engine.outbox import Outcome
+from reconciler.providers.mtn.provider import mtn_client
+from reconciler.engine.schema import DEAD, IN_DOUBT, QUEUED, mtn_orders
+from reconciler.engine.transitions import move
 
 log = logging.getLogger(__name__)
 

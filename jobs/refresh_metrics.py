@@ -1,11 +1,11 @@
 """Refresh the gauges read from the database: outbox rows by status, oldest queued age, paused endpoints."""
 from __future__ import annotations
 
-from reconciler import metrics
-from reconciler.job import JobContext
-from reconciler.outbox import table_stats
-from reconciler.schema import STATUSES_BY_TABLE
-from reconciler.webhook_endpoints import paused_count
+from reconciler.engine import metrics
+from reconciler.engine.job import JobContext
+from reconciler.engine.outbox import table_stats
+from reconciler.engine.schema import STATUSES_BY_TABLE
+from reconciler.webhooks.endpoints import paused_count
 
 
 def run(ctx: JobContext) -> None:

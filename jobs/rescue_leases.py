@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from reconciler.job import JobContext
+from reconciler.engine.job import JobContext
 
 log = logging.getLogger(__name__)
 

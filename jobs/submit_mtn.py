@@ -17,20 +17,22 @@ from typing import Iterator, Mapping
 
 from sqlalchemy import RowMapping
 
-from reconciler import metrics, mtn_events
-from reconciler.api_audit import AuditLog
+from reconciler.engine import metrics
+
+from reconciler.providers.mtn import events as mtn_events
+from reconciler.http.audit import AuditLog
 from reconciler.config import Config
-from reconciler.job import JobContext
-from reconciler.mtn_account import MtnAccount
-from reconciler.mtn_client import (
+from reconciler.engine.job import JobContext
+from reconciler.providers.mtn.account import MtnAccount
+from reconciler.providers.mtn.client import (
     MtnClient, MtnInDoubt, MtnInsufficientBalance, MtnRateLimited, MtnRejected,
     MtnUnauthorised, MtnUnreachable,
 )
-from reconciler.mtn_store import lock_recipients, recipient_key, unlock_recipients
-from reconciler.outbox import Batch, Outbox, Outcome
-from reconciler.phones import Recipient, RecipientRejected, mask_phone, validate_recipient
-from reconciler.providers import mtn_client
-from reconciler.schema import DEAD, FAILED, IN_DOUBT, QUEUED, REJECTED, SUBMITTED, mtn_orders
+from reconciler.providers.mtn.store import lock_recipients, recipient_key, unlock_recipients
+from reconciler.engine.outbox import Batch, Outbox, Outcome
+from reconciler.providers.mtn.phones import Recipient, RecipientRejected, mask_phone, validate_recipient
+from reconciler.providers.mtn.provider import mtn_client
+from reconciler.engine.schema import DEAD, FAILED, IN_DOUBT, QUEUED, REJECTED, SUBMITTED, mtn_orders
 
 log = logging.getLogger(__name__)
 NO_LOCK = {"recipient_lock": None}

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from reconciler.clock import Clock, utcnow
+from reconciler.engine.clock import Clock, utcnow
 from reconciler.config import Config
-from reconciler.outbox import Outbox
-from reconciler.schema import IN_DOUBT, QUEUED, mtn_orders, webhook_deliveries, zoho_orders
+from reconciler.engine.outbox import Outbox
+from reconciler.engine.schema import IN_DOUBT, QUEUED, mtn_orders, webhook_deliveries, zoho_orders
 
 
 def build_outboxes(config: Config, engine: Engine, worker_id: str, clock: Clock = utcnow) -> dict[str, Outbox]:

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-from reconciler.db import make_engine, normalise_url
-from reconciler.migrate import migrate
+from reconciler.engine.db import make_engine, normalise_url
+from reconciler.engine.migrate import migrate
 
 PG_ADMIN_URL = os.environ.get("RECONCILER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 

@@ -7,12 +7,12 @@ from datetime import datetime
 
 from sqlalchemy import Engine, insert
 
-from reconciler.clock import Clock
+from reconciler.engine.clock import Clock
 from reconciler.config import Config
-from reconciler.events import Event, emit_events
-from reconciler.job import JobContext
+from reconciler.engine.events import Event, emit_events
+from reconciler.engine.job import JobContext
 from reconciler.outboxes import build_outboxes
-from reconciler.schema import mtn_orders
+from reconciler.engine.schema import mtn_orders
 
 
 def add_mtn_orders(engine: Engine, count: int, due_at: datetime | None = None, prefix: str = "shop") -> list[int]:

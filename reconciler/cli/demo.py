@@ -1,0 +1,234 @@
+"""`reconciler demo`: the MTN flow end to end in one process, with nothing to set up.
+
+A temporary SQLite database, the built-in fake reseller misbehaving moderately (500s, answers that time
+out after the order was created, PHP warnings before the JSON, webhooks dropped and duplicated, a few
+failed deliveries), the public webhook listener, a receiver for the customer notifications and the daemon
+with every job, all on 127.0.0.1. Orders are inserted as a shop would; the demo watches until each one
+is settled (in-doubt ones by reconciliation with the reseller's history) and prints what happened.
+"""
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import os
+import random
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import click
+from sqlalchemy import Engine
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from reconciler.engine.clock import utcnow
+from reconciler.config import Config, load_config
+from reconciler.engine.db import make_engine
+from reconciler.providers.mtn.fake import PHP_WARNING, FakeMtn, MtnFaults
+from reconciler.http.listener import HttpListener, Request, Response
+from reconciler.engine.migrate import migrate
+from reconciler.providers.mtn.webhook_route import mtn_webhook_route
+from reconciler.providers.mtn.orders import count_rows, enqueue_mtn, mtn_orders_in, transitions_from
+from reconciler.engine.outbox import table_stats
+from reconciler.engine.schema import (
+    DEAD, IN_DOUBT, IN_FLIGHT, ORDER_STATUSES, QUEUED, TERMINAL_STATUSES, inbound_webhooks, mtn_orders,
+    webhook_deliveries,
+)
+
+DEADLINE_SECONDS = 60.0
+SIZES_GB = (1, 2, 3, 5, 10)  # plans the fake sells
+MTN_PREFIXES = ("24", "25", "53", "54", "55", "59")
+
+
+def faults() -> MtnFaults:
+    """Moderate trouble: a few 500s (some after creating the order), two answers that time out after
+    creating it (held past mtn.request_timeout_seconds), 5% failed deliveries, 10% of webhooks dropped
+    and 10% sent twice, several words for one status."""
+    return MtnFaults(error_5xx_rate=0.08, error_5xx_after_create_rate=0.04, timeout_after_create=2,
+                     timeout_sleep_seconds=2.5, failure_rate=0.05, webhook_drop_rate=0.1, webhook_duplicate_rate=0.1,
+                     processing_words=("processing", "queued"), completed_words=("success", "delivered"))
+
+
+@click.command()
+@click.option("--orders", "count", default=50, show_default=True, type=click.IntRange(1, 1000),
+              help="How many orders the shop places.")
+@click.option("--keep-db", is_flag=True, help="Keep the SQLite database afterwards (its path is printed).")
+def demo(count: int, keep_db: bool) -> None:
+    """The MTN flow end to end, nothing to set up.
+
+    A temporary SQLite database, the built-in fake reseller and the daemon, all in this process on
+    127.0.0.1; no secrets needed, no other network."""
+    logging.basicConfig(level=logging.WARNING, format="  log: %(message)s")
+    workdir = Path(tempfile.mkdtemp(prefix="reconciler-demo-"))
+    try:
+        settled = run_demo(workdir / "demo.db", count)
+    finally:
+        if keep_db:
+            click.echo(f"database kept: {workdir / 'demo.db'}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if not settled:
+        raise click.ClickException(f"not every order was settled within {DEADLINE_SECONDS:.0f} s")
+
+
+def run_demo(db_path: Path, count: int) -> bool:
+    """Start everything, place the orders, watch them settle, stop everything, print the summary."""
+    rng = random.Random(2024)
+    engine = make_engine(f"sqlite:///{db_path}")
+    migrate(engine)
+    mtn_secret = secrets.token_hex(16)
+    notifications = Notifications("whsec_" + base64.b64encode(os.urandom(24)).decode())
+    with contextlib.ExitStack() as running:  # stopped in reverse: daemon, fake reseller, listeners
+        receiver = HttpListener("127.0.0.1", 0, 65536, {("POST", "/notify"): notifications.receive}).start()
+        running.callback(receiver.stop)
+        public = HttpListener("127.0.0.1", 0, 1_048_576, {
+            ("POST", "/api/webhook/mtn"): mtn_webhook_route(engine, mtn_secret)}).start()
+        running.callback(public.stop)
+        fake = FakeMtn(api_key=secrets.token_hex(16), webhook_secret=mtn_secret, balance=100_000.0,
+                       faults=faults(), rng=random.Random(7), auto_process_seconds=0.3,
+                       webhook_url=f"http://127.0.0.1:{public.port}/api/webhook/mtn").start()
+        running.callback(fake.stop)
+        config = demo_config(f"sqlite:///{db_path}", fake, mtn_secret, notifications.secret)
+        stop = threading.Event()
+        daemon = threading.Thread(target=_run_daemon, args=(config, engine, stop), name="demo-daemon", daemon=True)
+        daemon.start()
+        running.callback(daemon.join, config.daemon.shutdown_grace_seconds + 5)
+        running.callback(stop.set)
+
+        click.echo(f"reconciler demo: {count} MTN orders through a fake reseller that misbehaves "
+                   f"(500s, timeouts after creating, dropped and duplicated webhooks)")
+        click.echo(f"  fake reseller {fake.url}, webhook listener 127.0.0.1:{public.port}, "
+                   f"notification receiver 127.0.0.1:{receiver.port}, database {db_path}")
+        notify_url = f"http://127.0.0.1:{receiver.port}/notify"
+        for i, (phone, size) in enumerate(shop_orders(count, rng), 1):
+            enqueue_mtn(engine, f"demo-{i:04d}", phone, size, "MTN", notify_url)
+        started = time.monotonic()
+        settled = watch(engine, fake, notifications, count, started, rng)
+        elapsed = time.monotonic() - started
+    summary(engine, fake, notifications, count, elapsed)
+    engine.dispose()
+    return settled
+
+
+def demo_config(db_url: str, fake: FakeMtn, mtn_secret: str, notify_secret: str) -> Config:
+    """Short intervals so the story fits in seconds; leases longer than one call, as the config demands."""
+    return load_config(env={
+        "RECONCILER_DATABASE_URL": db_url,
+        "RECONCILER_MTN_BASE_URL": fake.url, "RECONCILER_MTN_API_KEY": fake.api_key,
+        "RECONCILER_MTN_WEBHOOK_SECRET": mtn_secret, "RECONCILER_NOTIFY_WEBHOOK_SECRET": notify_secret,
+        "RECONCILER_MTN_CONNECT_TIMEOUT_SECONDS": "1", "RECONCILER_MTN_REQUEST_TIMEOUT_SECONDS": "2",
+        "RECONCILER_MTN_POLL_INTERVAL_SECONDS": "0.2", "RECONCILER_MTN_RECONCILE_INTERVAL_SECONDS": "2",
+        "RECONCILER_MTN_IN_DOUBT_GRACE_SECONDS": "5", "RECONCILER_MTN_RETRY_SCHEDULE_SECONDS": "1,2,3",
+        "RECONCILER_MTN_RATE_LIMIT_PAUSE_SECONDS": "1", "RECONCILER_MTN_PRICE_PER_GB": str(fake.price_per_gb),
+        "RECONCILER_WEBHOOKS_POLL_INTERVAL_SECONDS": "0.2", "RECONCILER_WEBHOOKS_CONNECT_TIMEOUT_SECONDS": "1",
+        "RECONCILER_WEBHOOKS_TIMEOUT_SECONDS": "3", "RECONCILER_WEBHOOKS_MAX_PER_SECOND": "500",
+        "RECONCILER_PARTNER_RETRY_SCHEDULE_SECONDS": "0.5,1,2",
+        "RECONCILER_DAEMON_BATCH_SIZE": "25", "RECONCILER_DAEMON_LEASE_SECONDS": "10",
+        "RECONCILER_DAEMON_RESCUE_INTERVAL_SECONDS": "1", "RECONCILER_DAEMON_METRICS_INTERVAL_SECONDS": "5",
+        "RECONCILER_DAEMON_SHUTDOWN_GRACE_SECONDS": "5",
+    })
+
+
+def shop_orders(count: int, rng: random.Random) -> list[tuple[str, int]]:
+    """Distinct recipients, typed the ways shops type them; a few are not MTN numbers at all."""
+    forms = ("0{p}{a}{b}", "+233 {p} {a} {b}", "233{p}{a}{b}", "0{p}-{a}-{b}", "{p}{a}{b}")
+    orders = []
+    for i, number in enumerate(rng.sample(range(10 ** 7), count)):
+        a, b = f"{number:07d}"[:3], f"{number:07d}"[3:]
+        if i % 25 == 7:
+            phone = f"020 {a} {b}"  # a Telecel number ordered as MTN
+        elif i % 25 == 19:
+            phone = f"+233 24 {a} {b[:2]}"  # digits missing
+        else:
+            phone = rng.choice(forms).format(p=rng.choice(MTN_PREFIXES), a=a, b=b)
+        orders.append((phone, rng.choice(SIZES_GB)))
+    return orders
+
+
+class Notifications:
+    """The shop's end of the customer notifications: verifies each one (Standard Webhooks) and counts it."""
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+        self._verifier = Webhook(secret)
+        self._lock = threading.Lock()
+        self.types: Counter[str] = Counter()
+        self.ids: set[str] = set()
+        self.bad = 0
+
+    def receive(self, request: Request) -> Response:
+        try:
+            event = self._verifier.verify(request.body, request.headers)
+        except WebhookVerificationError:
+            with self._lock:
+                self.bad += 1
+            return Response.json(401, {"error": "bad signature"})
+        with self._lock:
+            if request.headers["webhook-id"] not in self.ids:
+                self.ids.add(request.headers["webhook-id"])
+                self.types[event["type"]] += 1
+        return Response.json(200, {"ok": True})
+
+
+def watch(engine: Engine, fake: FakeMtn, notifications: Notifications, count: int, started: float,
+          rng: random.Random) -> bool:
+    """A line a second until every order is settled and its notification delivered; False at the deadline."""
+    while True:
+        time.sleep(1)
+        fake.configure(noise_prefix=PHP_WARNING if rng.random() < 0.3 else "")  # PHP warnings now and then
+        counts = table_stats(engine, mtn_orders, utcnow()).counts
+        deliveries = table_stats(engine, webhook_deliveries, utcnow()).counts
+        done = sum(counts.get(s, 0) for s in TERMINAL_STATUSES)
+        shown = ", ".join(f"{s} {counts[s]}" for s in ORDER_STATUSES if counts.get(s))
+        click.echo(f"  [{time.monotonic() - started:4.0f}s] settled {done}/{count}  ({shown})  "
+                   f"notifications {len(notifications.ids)}")
+        if done == count and not deliveries.get(QUEUED) and not deliveries.get(IN_FLIGHT):
+            return True
+        if time.monotonic() - started > DEADLINE_SECONDS:
+            return False
+
+
+def summary(engine: Engine, fake: FakeMtn, notifications: Notifications, count: int, elapsed: float) -> None:
+    counts = table_stats(engine, mtn_orders, utcnow()).counts
+    click.echo(f"\n{sum(counts.get(s, 0) for s in TERMINAL_STATUSES)} of {count} orders settled in {elapsed:.1f} s")
+    click.echo(f"  {'status':<10} {'orders':>6}")
+    for status in ORDER_STATUSES:
+        if counts.get(status) or status in TERMINAL_STATUSES:
+            click.echo(f"  {status:<10} {counts.get(status, 0):>6}")
+    others = mtn_orders_in(engine, [s for s in ORDER_STATUSES if s != "completed"])
+    if others:
+        click.echo("not completed:")
+        for o in others:
+            why = o["reject_reason"] or o["last_error"] or ""
+            click.echo(f"  {o['shop_order_id']}  {o['status']:<9} {o['recipient_phone']!r:<20} {why}")
+    left = transitions_from(engine, mtn_orders, IN_DOUBT)
+    absent = sum(n for (to, _), n in left.items() if to in (QUEUED, DEAD))
+    went = sum(n for (to, _), n in transitions_from(engine, mtn_orders, IN_FLIGHT).items() if to == IN_DOUBT)
+    click.echo(f"in doubt (the reseller may have had the order): {went}; settled by its history: "
+               f"{sum(left.values()) - absent} found there, {absent} proven absent and sent again")
+    answered = sum(1 for w in fake.webhooks if w.status_code == 200)
+    stored = count_rows(engine, inbound_webhooks)
+    click.echo(f"reseller: {fake.create_requests} order requests, {fake.created_count} orders created; "
+               f"webhooks: {answered} received, {answered - stored} duplicates ignored, "
+               f"{fake.webhooks_dropped} never sent (settled from history)")
+    deliveries = table_stats(engine, webhook_deliveries, utcnow()).counts
+    kinds = ", ".join(f"{t} {n}" for t, n in sorted(notifications.types.items()))
+    bad = f", {notifications.bad} refused for a bad signature" if notifications.bad else ""
+    click.echo(f"customer notifications: {deliveries.get('delivered', 0)} delivered, {deliveries.get(DEAD, 0)} dead; "
+               f"the shop verified {len(notifications.ids)} signatures ({kinds}){bad}")
+
+
+def _run_daemon(config: Config, engine: Engine, stop: threading.Event) -> None:
+    from jobs import default_jobs
+    from reconciler.engine.daemon import Daemon, new_worker_id
+    from reconciler.engine.job import JobContext
+    from reconciler.outboxes import build_outboxes
+
+    worker_id = new_worker_id()
+    ctx = JobContext(config=config, engine=engine, worker_id=worker_id,
+                     outboxes=build_outboxes(config, engine, worker_id), stop=stop, clock=utcnow)
+    Daemon(ctx, default_jobs(config)).run()

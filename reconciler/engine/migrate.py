@@ -1,0 +1,69 @@
+"""`reconciler db migrate`: apply the pending sql/<dialect>/NNN_*.sql files, each in one transaction.
+
+Two replicas may migrate at once: PostgreSQL serialises them with an advisory lock, SQLite with
+its write lock; the second finds the versions recorded and does nothing.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+from sqlalchemy import Connection, Engine, inspect, select, text
+
+from reconciler.engine.schema import schema_migrations
+
+MIGRATION_LOCK_ID = 7_231_604_112  # arbitrary, constant: the advisory lock all replicas agree on
+_FILE_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    def statements(self) -> list[str]:
+        """Split on ';' at line ends; the files hold no procedural blocks, so this is exact."""
+        lines = [line for line in self.sql.splitlines() if not line.lstrip().startswith("--")]
+        return [s.strip() for s in re.split(r";\s*$", "\n".join(lines), flags=re.M) if s.strip()]
+
+
+def dialect_folder(dialect_name: str) -> str:
+    return {"postgresql": "postgres", "sqlite": "sqlite"}[dialect_name]
+
+
+def available_migrations(dialect_name: str) -> list[Migration]:
+    folder = resources.files("reconciler.sql") / dialect_folder(dialect_name)
+    found = []
+    for entry in folder.iterdir():
+        match = _FILE_NAME.match(entry.name)
+        if match:
+            found.append(Migration(int(match.group(1)), match.group(2), entry.read_text()))
+    return sorted(found, key=lambda m: m.version)
+
+
+def applied_versions(conn: Connection) -> set[int]:
+    if not inspect(conn).has_table(schema_migrations.name):
+        return set()
+    return set(conn.scalars(select(schema_migrations.c.version)))
+
+
+def migrate(engine: Engine) -> list[Migration]:
+    """Apply what is pending; return what this call applied (empty when up to date)."""
+    applied: list[Migration] = []
+    with engine.begin() as conn:  # SQLite: BEGIN IMMEDIATE already holds the write lock
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+        schema_migrations.create(conn, checkfirst=True)
+        done = applied_versions(conn)
+        for migration in available_migrations(engine.dialect.name):
+            if migration.version in done:
+                continue
+            for statement in migration.statements():
+                conn.exec_driver_sql(statement)
+            if migration.version not in applied_versions(conn):
+                raise RuntimeError(f"sql file {migration.version:03d}_{migration.name}.sql did not record its version")
+            applied.append(migration)
+    return applied
+

@@ -1,0 +1,270 @@
+"""The outbox engine: claim due rows under a lease, finalise them fenced on the owner, rescue expired leases.
+
+Every job works through this module, for every outbox table. A claim is one statement committed at
+once, so no transaction is ever held across a provider call. Leases, not locks: a row belongs to
+`locked_by` until `locked_until`; after that the rescuer may take it back, and every later write by
+the old owner is refused by the fence (`status = 'in_flight' AND locked_by = :me`).
+"""
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+from sqlalchemy import Engine, RowMapping, Table, func, select, update
+
+from reconciler.engine import metrics
+from reconciler.engine.clock import Clock, utcnow
+from reconciler.engine.events import Event, emit_events
+from reconciler.engine.drivers.postgres import IN_FLIGHT_SQL, QUEUED_SQL, Transition, queries_for, record_history
+from reconciler.engine.schema import DEAD, IN_DOUBT, IN_FLIGHT, QUEUED
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one claimed row: the status it moves to, why, and the columns set with it."""
+
+    row_id: int
+    status: str
+    cause: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    events: tuple[Event, ...] = ()  # queued for delivery only if this outcome is written
+
+
+@dataclass(frozen=True)
+class FinaliseResult:
+    finalised: list[int]
+    lost: list[int]  # this worker's lease had been rescued: the outcome was not written
+
+
+@dataclass(frozen=True)
+class TableStats:
+    counts: dict[str, int]
+    oldest_queued_age_seconds: float  # 0 when nothing is due
+
+
+class Outbox:
+    """One outbox table as seen by one worker (process start)."""
+
+    def __init__(self, engine: Engine, table: Table, worker_id: str, *, lease_seconds: float,
+                 retry_schedule_seconds: Sequence[float], rescue_status: str = QUEUED,
+                 clock: Clock = utcnow, jitter: float = 0.2, rng: Callable[[], float] = random.random) -> None:
+        if rescue_status not in (QUEUED, IN_DOUBT):
+            raise ValueError("a rescued lease goes back to queued or to in_doubt")
+        self.engine = engine
+        self.table = table
+        self.worker_id = worker_id
+        self.lease = timedelta(seconds=lease_seconds)
+        self.retry_schedule = list(retry_schedule_seconds)
+        self.rescue_status = rescue_status
+        self.clock = clock
+        self.jitter = jitter
+        self.rng = rng
+        self._queries = queries_for(engine, table)
+
+    @property
+    def name(self) -> str:
+        return self.table.name
+
+    # -- claim -------------------------------------------------------------------------------
+
+    def claim(self, limit: int) -> list[RowMapping]:
+        """Take up to `limit` due rows, oldest first, under a lease owned by this worker."""
+        started = time.perf_counter()
+        now = self.clock()
+        rows = self._queries.claim(limit, self.worker_id, now, now + self.lease)
+        metrics.OUTBOX_CLAIM_DURATION.labels(self.name).observe(time.perf_counter() - started)
+        metrics.OUTBOX_CLAIMED.labels(self.name).inc(len(rows))
+        return rows
+
+    def claim_batch(self, limit: int, stop: threading.Event, reserve_seconds: float = 0.0) -> "Batch":
+        """Claim rows to work through one by one; see Batch for `reserve_seconds`."""
+        return Batch(self, self.claim(limit), stop, reserve_seconds)
+
+    # -- finalise ----------------------------------------------------------------------------
+
+    def finalise(self, outcomes: Sequence[Outcome]) -> FinaliseResult:
+        """Write many outcomes in one transaction, only for rows this worker still holds (the fence)."""
+        by_id = {o.row_id: o for o in outcomes}  # the last word on a row wins
+        if not by_id:
+            return FinaliseResult([], [])
+        now = self.clock()
+        groups: dict[tuple[str, ...], list[Outcome]] = {}
+        for outcome in by_id.values():
+            groups.setdefault(tuple(sorted(outcome.fields)), []).append(outcome)
+        owned: set[int] = set()
+        if len(groups) == 1 and not any(o.events for o in by_id.values()):  # one statement, nothing else
+            [(fields, group)] = groups.items()
+            owned.update(self._queries.finalise_alone(group, fields, self.worker_id, now))
+        else:
+            with self.engine.begin() as conn:
+                for fields, group in groups.items():
+                    owned.update(self._queries.finalise(conn, group, fields, self.worker_id, now))
+                emit_events(conn, self.name, [e for o in by_id.values() if o.row_id in owned for e in o.events], now)
+        for status, count in Counter(by_id[row_id].status for row_id in owned).items():
+            metrics.OUTBOX_FINALISED.labels(self.name, status).inc(count)
+        lost = sorted(set(by_id) - owned)
+        if lost:
+            metrics.OUTBOX_FENCED.labels(self.name).inc(len(lost))
+        return FinaliseResult(sorted(owned), lost)
+
+    def retry(self, row: Mapping[str, Any], error: str, cause: str = "retry",
+              delay_seconds: float | None = None) -> Outcome:
+        """Queue the row again after the schedule's next delay with jitter (or the delay the other side
+        asked for, e.g. Retry-After), or `dead` when the schedule has run out."""
+        attempts = row["attempts"]
+        if attempts > len(self.retry_schedule):
+            return Outcome(row["id"], DEAD, "retries_exhausted", {"last_error": error})
+        if delay_seconds is None:
+            delay_seconds = self.retry_schedule[attempts - 1] * (1 + self.jitter * (2 * self.rng() - 1))
+        return Outcome(row["id"], QUEUED, cause,
+                       {"last_error": error, "next_attempt_at": self.clock() + timedelta(seconds=delay_seconds)})
+
+    @staticmethod
+    def defer(row: Mapping[str, Any], until: datetime, cause: str, error: str | None = None) -> Outcome:
+        """Back to the queue until `until` without spending an attempt: the row was not at fault."""
+        return Outcome(row["id"], QUEUED, cause,
+                       {"next_attempt_at": until, "attempts": row["attempts"] - 1, "last_error": error})
+
+    # -- hand back ---------------------------------------------------------------------------
+
+    def release(self, row_ids: Sequence[int]) -> list[int]:
+        """Hand unstarted rows back to the queue at once; the attempt they were claimed for is not counted."""
+        if not row_ids:
+            return []
+        now = self.clock()
+        t = self.table
+        with self.engine.begin() as conn:
+            released = list(conn.scalars(
+                update(t)
+                .where(t.c.id.in_(list(row_ids)), t.c.status == IN_FLIGHT_SQL, t.c.locked_by == self.worker_id)
+                .values(status=QUEUED, locked_by=None, locked_until=None, attempts=t.c.attempts - 1,
+                        updated_at=now)
+                .returning(t.c.id)))
+            record_history(conn, self.name, [(row_id, IN_FLIGHT, QUEUED, "released") for row_id in released],
+                           self.worker_id, now)
+        metrics.OUTBOX_RELEASED.labels(self.name).inc(len(released))
+        return sorted(released)
+
+    def rescue_expired(self, limit: int = 1000) -> list[int]:
+        """Take back leases whose owner let them expire (crashed, hung, partitioned)."""
+        now = self.clock()
+        t = self.table
+        with self.engine.begin() as conn:
+            expired = conn.execute(
+                select(t.c.id, t.c.locked_by, t.c.attempts)
+                .where(t.c.status == IN_FLIGHT_SQL, t.c.locked_until < now)
+                .order_by(t.c.locked_until)
+                .limit(limit)
+                .with_for_update(skip_locked=True)).mappings().all()
+            rescued: list[Transition] = []
+            for row in expired:
+                error = f"lease of {row['locked_by']} expired"
+                if self.rescue_status == IN_DOUBT:
+                    # The request may have reached the provider: only reconciliation may decide.
+                    outcome = Outcome(row["id"], IN_DOUBT, "lease_expired", {"last_error": error})
+                else:
+                    outcome = self.retry(row, error, cause="lease_expired")
+                fields = {**outcome.fields, "status": outcome.status, "locked_by": None, "locked_until": None,
+                          "updated_at": now}
+                done = conn.execute(
+                    update(t)
+                    .where(t.c.id == row["id"], t.c.status == IN_FLIGHT_SQL, t.c.locked_by == row["locked_by"])
+                    .values(**fields)).rowcount
+                if done:
+                    rescued.append((row["id"], IN_FLIGHT, outcome.status, outcome.cause))
+            record_history(conn, self.name, rescued, self.worker_id, now)
+        metrics.OUTBOX_RESCUED.labels(self.name).inc(len(rescued))
+        return [row_id for row_id, *_ in rescued]
+
+
+def requeue(engine: Engine, table: Table, row_ids: Sequence[int], actor: str, cause: str,
+            now: datetime, *, statuses: Sequence[str] | None = None,
+            reset: Mapping[str, Any] | None = None) -> list[int]:
+    """A person's decision to try again now, with a fresh retry budget; rows in flight are left alone.
+
+    `statuses`: only rows in one of these are taken (checked under the row lock, so a row that moved
+    meanwhile is left alone). `reset`: more columns set with it, e.g. what a new attempt must not inherit."""
+    t = table
+    takeable = t.c.status != IN_FLIGHT_SQL
+    if statuses is not None:
+        takeable = takeable & t.c.status.in_([s for s in statuses if s != IN_FLIGHT])
+    with engine.begin() as conn:
+        before = dict(conn.execute(select(t.c.id, t.c.status).where(
+            t.c.id.in_(list(row_ids)), takeable).with_for_update()).all())
+        conn.execute(update(t).where(t.c.id.in_(list(before)), takeable).values(
+            **dict(reset or {}), status=QUEUED, attempts=0, next_attempt_at=now, last_error=None, updated_at=now))
+        record_history(conn, t.name, [(i, s, QUEUED, cause) for i, s in before.items()], actor, now)
+    return sorted(before)
+
+
+def table_stats(engine: Engine, table: Table, now: datetime) -> TableStats:
+    """Rows by status and how long the longest-waiting due row has waited (read through the claim index)."""
+    t = table
+    with engine.connect() as conn:
+        counts = dict(conn.execute(select(t.c.status, func.count()).group_by(t.c.status)).all())
+        oldest_due = conn.scalar(
+            select(t.c.next_attempt_at)
+            .where(t.c.status == QUEUED_SQL, t.c.next_attempt_at <= now)
+            .order_by(t.c.next_attempt_at, t.c.id)
+            .limit(1))
+    age = (now - oldest_due).total_seconds() if oldest_due is not None else 0.0
+    return TableStats(counts, max(age, 0.0))
+
+
+class Batch:
+    """The rows of one claim. Iterate to start them one by one; record each outcome; on exit the
+    outcomes are finalised together and rows never started are handed back at once.
+
+    A row is not started on shutdown, nor when less than `reserve_seconds` of its lease is left: work
+    that could outlive the lease might be rescued and done twice. A row started but never recorded
+    (the handler raised) keeps its lease for the rescuer."""
+
+    def __init__(self, outbox: Outbox, rows: list[RowMapping], stop: threading.Event,
+                 reserve_seconds: float = 0.0) -> None:
+        self.outbox = outbox
+        self.rows = rows
+        self.stop = stop
+        self.reserve = timedelta(seconds=reserve_seconds)
+        self._started: set[int] = set()
+        self._halted = False
+        self._outcomes: list[Outcome] = []
+        self.result = FinaliseResult([], [])
+
+    def __enter__(self) -> "Batch":
+        return self
+
+    def __iter__(self) -> Iterator[RowMapping]:
+        for row in self.rows:
+            if self._halted or self.stop.is_set() or self.outbox.clock() + self.reserve >= row["locked_until"]:
+                return
+            self._started.add(row["id"])
+            yield row
+
+    def halt(self) -> None:
+        """Start no more rows (the provider paused the flow, say); the rest are handed back at the end."""
+        self._halted = True
+
+    def unstarted(self) -> list[int]:
+        return [r["id"] for r in self.rows if r["id"] not in self._started]
+
+    def record(self, outcome: Outcome) -> None:
+        """Keep the outcome; all recorded outcomes are finalised together when the batch ends."""
+        self._outcomes.append(outcome)
+
+    def finish(self, outcome: Outcome) -> bool:
+        """Finalise one row at once, for work whose repetition after a crash must stay within one row
+        (a webhook POST). False when the lease had been lost and the outcome was not written."""
+        return not self.outbox.finalise([outcome]).lost
+
+    def close(self) -> None:
+        """Finalise the recorded outcomes together and hand back the rows never started."""
+        self.result = self.outbox.finalise(self._outcomes)
+        self.outbox.release(self.unstarted())
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,76 @@
+"""The api_calls audit: every provider request and its answer. Clients never pass headers here,
+so API keys and tokens cannot reach the table."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass
+
+from sqlalchemy import Engine, insert
+
+from reconciler.engine.clock import Clock, utcnow
+from reconciler.engine.schema import api_calls
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    provider: str
+    method: str
+    url: str
+    request_body: str | None
+    status_code: int | None
+    response_body: str | None
+    error: str | None
+    duration_ms: int
+
+
+class AuditLog:
+    """A recorder for a client's `audit` hook. With `max_delay_seconds` 0 each call is written at once, in its
+    own transaction. Otherwise calls wait in memory and a background thread writes them together, one INSERT
+    every `max_delay_seconds`, off the threads that talk to the provider; `flush()` writes what waits now. A
+    crash loses at most that much of the audit, never an order: the order's own row says what happened."""
+
+    def __init__(self, engine: Engine, clock: Clock = utcnow, max_delay_seconds: float = 0.0) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.max_delay_seconds = max_delay_seconds
+        self._waiting: list[dict] = []
+        self._lock = threading.Lock()
+        self._writing = threading.Lock()
+        self._writer: threading.Thread | None = None
+
+    def __call__(self, call: ApiCall) -> None:
+        with self._lock:
+            self._waiting.append({**asdict(call), "created_at": self.clock()})
+            if self.max_delay_seconds > 0 and self._writer is None:
+                self._writer = threading.Thread(target=self._write_periodically, name="api-audit", daemon=True)
+                self._writer.start()
+        if self.max_delay_seconds <= 0:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what waits; returns only once every call recorded before it is written (by it or by a flush
+        already under way in another thread)."""
+        with self._writing:
+            with self._lock:
+                rows, self._waiting = self._waiting, []
+            if not rows:
+                return
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(insert(api_calls), rows)
+            except Exception:
+                with self._lock:  # kept for the next flush
+                    self._waiting[:0] = rows
+                raise
+
+    def _write_periodically(self) -> None:
+        while True:
+            time.sleep(self.max_delay_seconds)
+            try:
+                self.flush()
+            except Exception:  # the database is away; the rows wait for the next flush
+                log.exception("could not write the api_calls audit")

@@ -1,0 +1,151 @@
+"""`reconciler enqueue mtn`, `retry`, `balance`, `reconcile`: the MTN flow by hand."""
+from __future__ import annotations
+
+import contextlib
+import secrets
+import sys
+from datetime import datetime
+from typing import Callable, Iterator, Mapping
+
+import click
+from sqlalchemy import Engine
+
+from reconciler.cli.support import App, When, actor
+from reconciler.engine.clock import utcnow
+from reconciler.providers.mtn.client import PROVIDER, MtnError
+from reconciler.providers.mtn.orders import AmbiguousOrder, DuplicateOrder, enqueue_mtn, find_mtn_order, retry_mtn_order
+from reconciler.engine.schema import COMPLETED, IN_DOUBT, IN_FLIGHT, SUBMITTED
+
+REFUSALS = {
+    IN_FLIGHT: "is being sent to the reseller right now",
+    IN_DOUBT: ("is in doubt: the reseller may have it, and an in-doubt order is never sent again before the "
+               "history proves it absent. Run `reconciler reconcile --order {ref}`: it settles the order, or "
+               "queues it again itself once the history shows it absent"),
+    SUBMITTED: "is at the reseller, waiting for its outcome (`reconciler reconcile --order {ref}` asks now)",
+    COMPLETED: "is completed: there is nothing to try again",
+}
+
+
+@click.group()
+def enqueue() -> None:
+    """Insert an order as a shop system would."""
+
+
+@enqueue.command("mtn")
+@click.option("--phone", required=True, help="Recipient phone as the shop got it, e.g. '024 123 4567'.")
+@click.option("--size", "size_gb", required=True, type=click.IntRange(min=1), help="Bundle size in GB.")
+@click.option("--shop-order-id", help="The shop's order id (default: a new cli-... id).")
+@click.option("--network", default="MTN", show_default=True)
+@click.option("--notify-url", help="Where the customer notification for this order goes.")
+@click.pass_obj
+def enqueue_mtn_order(app: App, phone: str, size_gb: int, shop_order_id: str | None, network: str,
+                      notify_url: str | None) -> None:
+    """Queue an MTN data bundle; prints its shop_order_id."""
+    shop_order_id = shop_order_id or f"cli-{secrets.token_hex(6)}"
+    try:
+        row_id = enqueue_mtn(app.engine(), shop_order_id, phone, size_gb, network, notify_url)
+    except DuplicateOrder as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(shop_order_id)
+    click.echo(f"queued as mtn_orders id {row_id}", err=True)
+
+
+@click.command()
+@click.argument("ref", metavar="ORDER")
+@click.pass_obj
+def retry(app: App, ref: str) -> None:
+    """Try a failed, rejected or dead MTN order again.
+
+    A new attempt, now, with a fresh retry budget. ORDER is its id or its shop_order_id."""
+    engine = app.engine()
+    order = _find(engine, ref)
+    refusal = REFUSALS.get(order["status"])
+    if refusal:
+        raise click.ClickException(f"order {order['shop_order_id']} {refusal.format(ref=order['shop_order_id'])}")
+    if not retry_mtn_order(engine, order["id"], actor(), utcnow()):
+        raise click.ClickException(f"order {order['shop_order_id']} changed status meanwhile; look again")
+    click.echo(f"order {order['shop_order_id']} queued again (was {order['status']})")
+
+
+@click.command()
+@click.pass_obj
+def balance(app: App) -> None:
+    """Show the MTN reseller balance (and record it).
+
+    The reading is kept in provider_state, where the daemon's submit flow finds it."""
+    from reconciler.coordination.provider_state import record_balance
+    from reconciler.providers.mtn.provider import mtn_client
+
+    config = app.require("mtn.base_url")
+    engine = app.engine()
+    try:
+        amount = mtn_client(config, engine).balance()
+    except MtnError as exc:
+        raise click.ClickException(f"MTN balance unavailable: {exc.message}") from None
+    record_balance(engine, PROVIDER, amount, utcnow())
+    low = amount < config.mtn.balance_alert_threshold
+    click.echo(f"MTN balance {amount}" + (f" (below mtn.balance_alert_threshold {config.mtn.balance_alert_threshold:g})"
+                                          if low else ""))
+
+
+@click.command()
+@click.option("--order", "ref", help="Only this order (id or shop_order_id).")
+@click.option("--since", type=When(), help="Only orders created since WHEN (ISO time, or 2h, 3d ...).")
+@click.pass_obj
+def reconcile(app: App, ref: str | None, since: datetime | None) -> None:
+    """Match MTN orders with the reseller's history now.
+
+    One reconciliation cycle over unsettled (in doubt, submitted) and recently completed orders, as the
+    daemon runs every mtn.reconcile_interval_seconds."""
+    from jobs.reconcile_mtn import ReconcileMtn
+    from reconciler.providers.mtn.provider import mtn_client
+
+    if ref is not None and since is not None:
+        raise click.UsageError("give --order or --since, not both")
+    config = app.require("mtn.base_url")
+    engine = app.engine()
+    only = _selection(engine, ref, since)
+    job = ReconcileMtn(config.mtn, mtn_client(config, engine))
+    with _progressbar("reconciling") as progress:
+        report = job.cycle(engine, utcnow, actor(), only=only, progress=progress)
+    if report is None:
+        raise click.ClickException("the MTN order history could not be read; nothing was decided")
+    click.echo(f"checked {report.checked}, settled {report.settled}, queued again {report.requeued}, "
+               f"still in doubt {report.still_open}")
+    if ref is not None and report.checked == 0:
+        click.echo(f"order {ref} is neither unsettled nor a recently completed one: nothing to reconcile")
+
+
+def _selection(engine: Engine, ref: str | None, since: datetime | None) -> Callable[[Mapping], bool]:
+    if ref is not None:
+        row_id = _find(engine, ref)["id"]
+        return lambda order: order["id"] == row_id
+    if since is not None:
+        return lambda order: order["created_at"] >= since
+    return lambda order: True
+
+
+@contextlib.contextmanager
+def _progressbar(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress(done, total) callback drawing a click progress bar on stderr; the bar starts at the first
+    call, when the total is known."""
+    with contextlib.ExitStack() as stack:
+        bars: list = []
+
+        def progress(done: int, total: int) -> None:
+            if not bars:
+                bars.append(stack.enter_context(click.progressbar(
+                    length=total, label=label, file=sys.stderr)))
+            bars[0].update(1)
+
+        yield progress
+
+
+def _find(engine: Engine, ref: str) -> Mapping:
+    try:
+        order = find_mtn_order(engine, ref)
+    except AmbiguousOrder as exc:
+        raise click.ClickException(str(exc)) from None
+    if order is None:
+        raise click.ClickException(f"no MTN order with id or shop_order_id {ref!r}")
+    return order

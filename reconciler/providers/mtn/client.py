@@ -1,0 +1,302 @@
+"""The MTN data-bundle reseller API. Every quirk of this provider lives here and nowhere else.
+
+Quirks handled: PHP warnings or HTML before the JSON; order history as a bare array or under `data`
+or `orders`; many words for one status; balance as a number or a numeric string; no idempotency key,
+so every failure says whether the order may exist (`MtnInDoubt`) or certainly does not.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import threading
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any, Callable
+
+import requests
+from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnectionError
+
+from reconciler.http.audit import ApiCall
+from reconciler.providers.mtn.phones import RecipientRejected, normalise_phone
+
+PROVIDER = "mtn"
+PROCESSING, COMPLETED, FAILED = "processing", "completed", "failed"
+STATUS_WORDS = {
+    **dict.fromkeys(("success", "successful", "delivered", "fulfilled", "sent", "completed", "complete"), COMPLETED),
+    **dict.fromkeys(("error", "failed", "failure", "cancelled", "canceled", "rejected", "expired", "refunded"), FAILED),
+    **dict.fromkeys(("queued", "pending", "processing", "in_progress", "submitted", "accepted"), PROCESSING),
+}
+AUDIT_BODY_LIMIT = 4000
+_PLAN_SIZE = re.compile(r"(\d+)\s*GB", re.I)
+
+
+class MtnError(Exception):
+    """A call did not give a usable answer. `status_code` is None when no HTTP answer came."""
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+
+
+class MtnRejected(MtnError):
+    """400/404 and other 4xx: the provider refused the order; it does not exist."""
+
+
+class MtnUnauthorised(MtnError):
+    """401/403: the API key is wrong or revoked."""
+
+
+class MtnInsufficientBalance(MtnError):
+    """402: the reseller account cannot pay for the order."""
+
+
+class MtnRateLimited(MtnError):
+    """429: slow down; no order was created. `retry_after_seconds` when the answer said how long."""
+
+    def __init__(self, message: str, status_code: int | None = None,
+                 retry_after_seconds: float | None = None) -> None:
+        super().__init__(message, status_code)
+        self.retry_after_seconds = retry_after_seconds
+
+
+class MtnUnreachable(MtnError):
+    """The request never reached the provider (refused, connect timeout, DNS): safe to try again."""
+
+
+class MtnInDoubt(MtnError):
+    """The request may have reached the provider (timeout or reset after sending, 5xx, an answer that
+    cannot be read): the order may exist. Never resubmit before history proves it absent."""
+
+
+@dataclass(frozen=True)
+class ProviderOrder:
+    id: str
+    status: str          # PROCESSING, COMPLETED or FAILED
+    raw_status: str      # the provider's own word
+    recipient_phone: str
+    network: str
+    size_gb: int | None  # None when the entry does not say in a way we can read
+    message: str
+    created_at: datetime | None  # UTC; None when missing or unreadable
+    updated_at: str
+
+
+def canonical_status(word: object) -> str:
+    """Unknown words count as still processing: only a known final word settles an order."""
+    return STATUS_WORDS.get(str(word or "").strip().lower().replace(" ", "_").replace("-", "_"), PROCESSING)
+
+
+def parse_json(body: str) -> Any:
+    """The JSON in a body that may start with PHP warnings or HTML: the value that runs to the end of
+    the body (the noise is a prefix, and may itself hold brackets), else the first one that parses."""
+    decoder = json.JSONDecoder()
+    end = len(body.rstrip())
+    first = None
+    for index, char in enumerate(body):
+        if char in "{[":
+            try:
+                value, stop = decoder.raw_decode(body, index)
+            except ValueError:
+                continue
+            if stop == end:
+                return value
+            if first is None:
+                first = (value,)
+    if first is None:
+        raise ValueError("no JSON in the response")
+    return first[0]
+
+
+def history_entries(document: Any) -> list[dict]:
+    """A bare array, or the list under `data` or `orders` (also nested: data.orders)."""
+    if isinstance(document, list):
+        return [e for e in document if isinstance(e, dict)]
+    if isinstance(document, dict):
+        for key in ("data", "orders"):
+            if key in document:
+                return history_entries(document[key])
+    raise ValueError("order history in an unknown shape")
+
+
+def parse_order(entry: dict) -> ProviderOrder:
+    return ProviderOrder(
+        id=str(entry.get("id") if entry.get("id") is not None else entry.get("order_id")),
+        status=canonical_status(entry.get("status")), raw_status=str(entry.get("status") or ""),
+        recipient_phone=_phone(entry.get("recipient_phone") or entry.get("phone")),
+        network=str(entry.get("network") or ""), size_gb=_size_gb(entry),
+        message=str(entry.get("message") or ""), created_at=_timestamp(entry.get("created_at")),
+        updated_at=str(entry.get("updated_at") or ""))
+
+
+def _phone(raw: object) -> str:
+    """History may write 233241234567 or +233...; we compare 0XXXXXXXXX."""
+    try:
+        return normalise_phone(str(raw or ""))
+    except RecipientRejected:
+        return str(raw or "")
+
+
+def _size_gb(entry: dict) -> int | None:
+    """size_gb, or size_mb counted in 1024s or in 1000s, or the plan name ("MTN 5GB")."""
+    try:
+        if entry.get("size_gb") is not None:
+            return int(entry["size_gb"])
+        if entry.get("size_mb") is not None:
+            size_mb = int(entry["size_mb"])
+            return next((size_mb // unit for unit in (1024, 1000) if size_mb % unit == 0), None)
+    except (TypeError, ValueError):
+        return None
+    match = _PLAN_SIZE.search(str(entry.get("plan_name") or ""))
+    return int(match.group(1)) if match else None
+
+
+def _timestamp(value: object) -> datetime | None:
+    """ISO 8601 with or without a zone ("Z", "+00:00"), or "YYYY-MM-DD HH:MM:SS"; a zoneless time is UTC."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+
+
+class MtnClient:
+    def __init__(self, base_url: str, api_key: str, timeout_seconds: float, connect_timeout_seconds: float = 5.0,
+                 audit: Callable[[ApiCall], None] | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self.timeouts = (connect_timeout_seconds, timeout_seconds)
+        self.audit = audit
+        self._local = threading.local()  # one keep-alive session per thread
+
+    def create_order(self, phone: str, network: str, size_gb: int) -> str:
+        """Place an order; the provider's order id. Raises a MtnError subclass saying what is known."""
+        document = self._call("POST", "/api/orders", {"recipient_phone": phone, "network": network,
+                                                       "size_gb": size_gb})
+        order_id = document.get("order_id") if isinstance(document, dict) else None
+        if not (isinstance(document, dict) and document.get("success") is True and order_id is not None):
+            raise MtnInDoubt(f"unexpected answer to an order: {_excerpt(document)}", 200)
+        return str(order_id)
+
+    def history(self) -> list[ProviderOrder]:
+        return [parse_order(entry) for entry in history_entries(self._call("GET", "/api/orders"))]
+
+    def balance(self) -> Decimal:
+        document = self._call("GET", "/api/balance")
+        try:
+            return Decimal(str(document["balance"]).strip())
+        except (KeyError, TypeError, InvalidOperation):
+            raise MtnInDoubt(f"unreadable balance: {_excerpt(document)}", 200) from None
+
+    def _call(self, method: str, path: str, payload: dict | None = None) -> Any:
+        url = self.base_url + path
+        body = json.dumps(payload) if payload is not None else None
+        started = time.perf_counter()
+        status, text, error = None, None, None
+        try:
+            response = self._session().request(method, url, data=body, timeout=self.timeouts, allow_redirects=False,
+                                               headers={"Content-Type": "application/json"} if body else None)
+            status, text = response.status_code, response.text
+            return self._answer(status, text, response.headers.get("Retry-After"))
+        except requests.RequestException as exc:
+            error = type(exc).__name__
+            raise _transport_error(exc) from None
+        except MtnError as exc:
+            error = type(exc).__name__
+            raise
+        finally:
+            if self.audit is not None:
+                self.audit(ApiCall(PROVIDER, method, url, body, status, (text or "")[:AUDIT_BODY_LIMIT] or None,
+                                   error, int((time.perf_counter() - started) * 1000)))
+
+    def _answer(self, status: int, text: str, retry_after: str | None) -> Any:
+        try:
+            document = parse_json(text)
+        except ValueError:
+            document = None
+        message = str(document.get("message", "")) if isinstance(document, dict) else _excerpt(text)
+        if 200 <= status < 300:
+            if document is None:
+                raise MtnInDoubt(f"HTTP {status} without readable JSON: {_excerpt(text)}", status)
+            return document
+        if status in (401, 403):
+            raise MtnUnauthorised(message or "bad API key", status)
+        if status == 402:
+            raise MtnInsufficientBalance(message or "insufficient balance", status)
+        if status == 429:
+            raise MtnRateLimited(message or "rate limited", status, _seconds(retry_after))
+        if 400 <= status < 500:
+            raise MtnRejected(message or f"HTTP {status}", status)
+        raise MtnInDoubt(f"HTTP {status}: {message}", status)
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+            session.headers.update({"X-API-KEY": self.api_key, "Accept": "application/json"})
+            # The environment is read once here, not on every request: proxies and a CA bundle still apply,
+            # and ~/.netrc never adds credentials of its own to the reseller's API.
+            session.proxies = requests.utils.get_environ_proxies(self.base_url)
+            session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+            session.trust_env = False
+        return session
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    order: ProviderOrder
+    dedupe_key: str  # the same status change reported twice has the same key
+
+
+def verify_webhook_signature(secret: str, body: bytes, header: str | None) -> bool:
+    """`X-Webhook-Signature: sha256=<hex>` (prefix optional): HMAC-SHA256 of the raw body, compared in
+    constant time."""
+    if not secret or not header:
+        return False
+    given = header.strip()
+    if given.lower().startswith("sha256="):
+        given = given[len("sha256="):]
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, given.lower())
+
+
+def parse_webhook(body: bytes) -> WebhookEvent:
+    """An `order.status_changed` event; ValueError when it is not one we can use."""
+    document = parse_json(body.decode("utf-8", "replace"))
+    order = document.get("order") if isinstance(document, dict) else None
+    if not isinstance(order, dict) or order.get("id") is None:
+        raise ValueError("no order in the webhook")
+    parsed = parse_order(order)
+    key = f"{parsed.id}:{parsed.raw_status.lower()}:{parsed.updated_at or hashlib.sha256(body).hexdigest()}"
+    return WebhookEvent(parsed, key)
+
+
+def _transport_error(exc: requests.RequestException) -> MtnError:
+    """Did the request leave this machine? Only a failure to connect proves it did not."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return MtnUnreachable("connect timeout")
+    reason = exc.args[0].reason if exc.args and isinstance(exc.args[0], MaxRetryError) else None
+    if isinstance(reason, (NewConnectionError, NameResolutionError)):
+        return MtnUnreachable(f"cannot connect: {type(reason).__name__}")
+    if isinstance(exc, requests.exceptions.Timeout):
+        return MtnInDoubt("timeout after sending")
+    return MtnInDoubt(f"connection lost: {type(exc).__name__}")
+
+
+def _seconds(retry_after: str | None) -> float | None:
+    """Retry-After in seconds (the HTTP-date form is not used by this provider)."""
+    try:
+        return max(float(retry_after), 0.0) if retry_after else None
+    except ValueError:
+        return None
+
+
+def _excerpt(value: object) -> str:
+    return " ".join(str(value).split())[:200]

@@ -1,0 +1,41 @@
+"""`POST /api/webhook/mtn`: verify the reseller's signature over the raw bytes, keep the event, answer.
+
+The event is stored before the 2xx and deduplicated; applying it to the order is a job's work.
+A bad or missing signature gets 401 and changes nothing.
+"""
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import Engine
+
+from reconciler.engine import metrics
+from reconciler.engine.clock import Clock, utcnow
+from reconciler.engine.inbound import store_inbound
+from reconciler.providers.mtn.client import PROVIDER, parse_webhook, verify_webhook_signature
+from reconciler.http.listener import Request, Response, Route
+
+log = logging.getLogger(__name__)
+
+
+def mtn_webhook_route(engine: Engine, secret: str, clock: Clock = utcnow) -> Route:
+    def receive(request: Request) -> Response:
+        if not secret:
+            log.error("MTN webhook refused: mtn.webhook_secret is not set")
+            return _counted(Response.json(503, {"error": "webhook secret not configured"}), "not_configured")
+        if not verify_webhook_signature(secret, request.body, request.headers.get("x-webhook-signature")):
+            return _counted(Response.json(401, {"error": "bad or missing signature"}), "bad_signature")
+        try:
+            event = parse_webhook(request.body)
+        except ValueError as exc:
+            return _counted(Response.json(400, {"error": str(exc)}), "bad_request")
+        stored = store_inbound(engine, PROVIDER, event.dedupe_key, request.body.decode("utf-8", "replace"),
+                               event.order.id, clock())
+        return _counted(Response.json(200, {"ok": True, "duplicate": not stored}), "stored" if stored else "duplicate")
+
+    return receive
+
+
+def _counted(response: Response, result: str) -> Response:
+    metrics.INBOUND_WEBHOOKS.labels(PROVIDER, result).inc()
+    return response

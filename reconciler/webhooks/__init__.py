@@ -1,0 +1,1 @@
+"""Outgoing webhooks: signing (and verifying), delivering, per-endpoint state."""

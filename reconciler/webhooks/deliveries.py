@@ -1,0 +1,44 @@
+"""Webhook deliveries as ops see them: the attempt log, listing, and choosing what to replay."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Sequence
+
+from sqlalchemy import Engine, RowMapping, insert, or_, select
+
+from reconciler.engine.schema import webhook_attempts as attempts, webhook_deliveries as deliveries
+
+
+def log_attempt(engine: Engine, **attempt: object) -> None:
+    with engine.begin() as conn:
+        conn.execute(insert(attempts).values(**attempt))
+
+
+def find_deliveries(engine: Engine, *, status: str | None = None, order_ref: str | None = None,
+                    since: datetime | None = None, refs: Sequence[str] = (), limit: int | None = None
+                    ) -> list[RowMapping]:
+    """Deliveries, newest first; `refs` are event ids (msg_...) or row ids."""
+    query = select(deliveries).order_by(deliveries.c.id.desc())
+    if status:
+        query = query.where(deliveries.c.status == status)
+    if order_ref:
+        query = query.where(deliveries.c.order_ref == order_ref)
+    if since:
+        query = query.where(deliveries.c.occurred_at >= since)
+    if refs:
+        row_ids = [int(r) for r in refs if r.isdigit()]
+        query = query.where(or_(deliveries.c.event_id.in_(list(refs)), deliveries.c.id.in_(row_ids)))
+    if limit:
+        query = query.limit(limit)
+    with engine.connect() as conn:
+        return list(conn.execute(query).mappings())
+
+
+def attempts_of(engine: Engine, delivery_ids: Sequence[int]) -> dict[int, list[RowMapping]]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(attempts).where(attempts.c.delivery_id.in_(list(delivery_ids)))
+                            .order_by(attempts.c.id)).mappings()
+        found: dict[int, list[RowMapping]] = {}
+        for row in rows:
+            found.setdefault(row["delivery_id"], []).append(row)
+    return found

@@ -1,0 +1,366 @@
+"""The MTN flow against the fake reseller (a real HTTP server) on SQLite and PostgreSQL: submit, webhooks,
+reconciliation, pauses. Jobs run in-process on a frozen clock that the fake shares, so history times line up."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from datetime import datetime, timezone
+from typing import Any, Iterator
+
+import pytest
+import requests
+from prometheus_client import REGISTRY
+from sqlalchemy import Engine, insert, select
+
+from jobs import apply_mtn_webhooks
+from jobs.reconcile_mtn import ReconcileMtn
+from jobs.submit_mtn import SubmitMtn
+from reconciler.config import Config
+from reconciler.providers.mtn.fake import FakeMtn
+from reconciler.http.listener import HttpListener
+from reconciler.providers.mtn.webhook_route import mtn_webhook_route
+from reconciler.coordination.provider_state import load_state
+from reconciler.engine.schema import inbound_webhooks, mtn_orders, status_history, webhook_deliveries
+
+from tests.factories import job_context
+
+KEY, SECRET = "flow-key", "flow-webhook-secret"
+
+
+@dataclasses.dataclass
+class Flow:
+    engine: Engine
+    fake: FakeMtn
+    config: Config
+    clock: Any
+
+    def __post_init__(self) -> None:
+        self.ctx = job_context(self.engine, self.config, self.clock)
+        self.submit_job = SubmitMtn(self.config)
+        self.reconcile_job = ReconcileMtn(self.config.mtn)
+
+    def submit(self) -> None:
+        self.submit_job.run(self.ctx)
+
+    def apply_webhooks(self) -> None:
+        apply_mtn_webhooks.run(self.ctx)
+
+    def reconcile(self) -> None:
+        self.reconcile_job.run(self.ctx)
+
+    def add(self, *orders: dict) -> list[int]:
+        """Rows as a shop inserts them: only the shop's columns."""
+        rows = [{"shop_order_id": f"shop-{i}", "network": "MTN", "notify_url": None, **o}
+                for i, o in enumerate(orders, 1)]
+        with self.engine.begin() as conn:
+            ids = list(conn.scalars(insert(mtn_orders).returning(mtn_orders.c.id), rows))
+        # the rows are due at the database's "now", which the frozen clock may not have reached yet
+        self.clock.now = max(self.clock.now, datetime.now(timezone.utc))
+        return ids
+
+    def orders(self) -> dict[str, dict]:
+        with self.engine.connect() as conn:
+            return {r["shop_order_id"]: dict(r) for r in conn.execute(select(mtn_orders)).mappings()}
+
+    def statuses(self) -> dict[str, str]:
+        return {key: row["status"] for key, row in self.orders().items()}
+
+    def events(self) -> list[tuple[str, str]]:
+        with self.engine.connect() as conn:
+            return sorted((r.order_ref, r.event_type) for r in conn.execute(select(webhook_deliveries)))
+
+
+def settings(config: Config, **mtn: Any) -> Config:
+    return dataclasses.replace(config, mtn=dataclasses.replace(config.mtn, **mtn))
+
+
+@pytest.fixture
+def flow(engine: Engine, clock) -> Iterator[Flow]:
+    listener = HttpListener("127.0.0.1", 0, 65536, {
+        ("POST", "/api/webhook/mtn"): mtn_webhook_route(engine, SECRET, clock)}).start()
+    fake = FakeMtn(api_key=KEY, webhook_url=f"http://127.0.0.1:{listener.port}/api/webhook/mtn",
+                   webhook_secret=SECRET, clock=clock, rng=random.Random(7)).start()
+    config = settings(Config(), base_url=fake.url, api_key=KEY, webhook_secret=SECRET, request_timeout_seconds=1.0,
+                      connect_timeout_seconds=1.0)
+    try:
+        yield Flow(engine, fake, config, clock)
+    finally:
+        fake.stop()
+        listener.stop()
+
+
+def test_orders_are_sent_once_with_normalised_phones_and_completed_by_webhook(flow: Flow) -> None:
+    flow.add({"recipient_phone": "+233 24 123 4567", "size_gb": 5, "notify_url": "https://shop.example/hook"},
+             {"recipient_phone": "554443322", "size_gb": 2},
+             {"recipient_phone": "233-59-000-1111", "size_gb": 1})
+    flow.submit()
+    orders = flow.orders()
+    assert {k: (o["status"], o["normalized_phone"]) for k, o in orders.items()} == {
+        "shop-1": ("submitted", "0241234567"), "shop-2": ("submitted", "0554443322"),
+        "shop-3": ("submitted", "0590001111")}
+    assert sorted(o["recipient_phone"] for o in flow.fake.orders) == ["0241234567", "0554443322", "0590001111"]
+    assert {o["provider_order_id"] for o in orders.values()} == {str(o["id"]) for o in flow.fake.orders}
+
+    flow.fake.process_pending()
+    flow.apply_webhooks()
+    assert set(flow.statuses().values()) == {"completed"}
+    assert flow.events() == [("shop-1", "order.completed")]  # only shop-1 gave a notify_url
+    assert flow.fake.create_requests == 3
+    flow.submit()
+    assert flow.fake.create_requests == 3
+
+
+def test_bad_recipients_are_rejected_with_a_reason_before_any_api_call(flow: Flow) -> None:
+    flow.add({"recipient_phone": "12345", "size_gb": 1, "notify_url": "https://shop.example/hook"},
+             {"recipient_phone": "0201234567", "size_gb": 1},
+             {"recipient_phone": "0241234567", "network": "Glo", "size_gb": 1},
+             {"recipient_phone": "0241234567", "size_gb": 0})
+    flow.submit()
+    assert {k: (o["status"], o["reject_reason"]) for k, o in flow.orders().items()} == {
+        "shop-1": ("rejected", "invalid_phone"), "shop-2": ("rejected", "network_mismatch"),
+        "shop-3": ("rejected", "unsupported_network"), "shop-4": ("rejected", "invalid_size")}
+    assert flow.fake.create_requests == 0
+    assert flow.events() == [("shop-1", "order.rejected")]
+
+
+def test_with_the_prefix_check_off_a_ported_number_is_sent(flow: Flow) -> None:
+    flow.config = settings(flow.config, check_network_prefix=False)
+    flow.__post_init__()
+    flow.add({"recipient_phone": "0201234567", "size_gb": 1})
+    flow.submit()
+    assert flow.statuses() == {"shop-1": "submitted"}
+
+
+def test_one_unsettled_order_per_recipient_and_size(flow: Flow) -> None:
+    flow.add({"recipient_phone": "0241234567", "size_gb": 5}, {"recipient_phone": "+233241234567", "size_gb": 5},
+             {"recipient_phone": "0241234567", "size_gb": 2})
+    flow.submit()
+    orders = flow.orders()
+    assert {k: o["status"] for k, o in orders.items()} == {"shop-1": "submitted", "shop-2": "queued",
+                                                           "shop-3": "submitted"}
+    assert orders["shop-2"]["attempts"] == 0  # waiting is not an attempt
+
+    flow.fake.process_pending()
+    flow.apply_webhooks()
+    flow.clock.advance(flow.config.mtn.reconcile_interval_seconds)
+    flow.submit()
+    assert flow.statuses()["shop-2"] == "submitted"
+    assert flow.fake.created_count == 3
+
+
+def test_a_timeout_after_creating_is_in_doubt_and_history_settles_it_without_a_second_order(flow: Flow) -> None:
+    flow.fake.configure(timeout_after_create=1, timeout_sleep_seconds=3, webhook_drop_rate=1.0)
+    flow.add({"recipient_phone": "0241234567", "size_gb": 5, "notify_url": "https://shop.example/hook"})
+    flow.submit()
+    assert flow.statuses() == {"shop-1": "in_doubt"}
+    assert flow.fake.created_count == 1
+
+    flow.reconcile()  # still processing at the reseller: adopted, now submitted with its id
+    order = flow.orders()["shop-1"]
+    assert (order["status"], order["provider_order_id"]) == ("submitted", str(flow.fake.orders[0]["id"]))
+    flow.fake.process_pending()  # its webhook is dropped: only the history tells
+    flow.clock.advance(60)
+    flow.reconcile()
+    assert flow.statuses() == {"shop-1": "completed"}
+    assert flow.events() == [("shop-1", "order.completed")]
+    assert flow.fake.create_requests == 1
+
+
+def test_an_in_doubt_order_absent_from_history_is_sent_again_only_after_the_grace(flow: Flow) -> None:
+    flow.fake.configure(error_5xx_rate=1.0)  # 500 before creating: we cannot know that
+    flow.add({"recipient_phone": "0241234567", "size_gb": 5})
+    flow.submit()
+    assert flow.statuses() == {"shop-1": "in_doubt"}
+    flow.fake.configure(error_5xx_rate=0.0)
+
+    flow.clock.advance(flow.config.mtn.in_doubt_grace_seconds - 1)
+    flow.reconcile()
+    flow.submit()
+    assert flow.statuses() == {"shop-1": "in_doubt"} and flow.fake.create_requests == 1
+
+    flow.clock.advance(2)
+    flow.reconcile()
+    assert flow.statuses() == {"shop-1": "queued"}
+    flow.submit()
+    assert flow.statuses() == {"shop-1": "submitted"}
+    assert (flow.fake.create_requests, flow.fake.created_count) == (2, 1)
+
+
+def test_a_webhook_for_an_order_still_in_doubt_waits_and_is_applied_once_the_order_is_known(flow: Flow) -> None:
+    flow.fake.configure(timeout_after_create=1, timeout_sleep_seconds=3)
+    flow.add({"recipient_phone": "0241234567", "size_gb": 5})
+    flow.submit()
+    flow.fake.process_pending()  # the completed webhook arrives while we only know "in doubt"
+    flow.apply_webhooks()
+    assert flow.statuses() == {"shop-1": "in_doubt"}
+
+    flow.fake.configure(read_error_5xx_rate=1.0)  # reconcile cannot read the history this time
+    flow.reconcile()
+    assert flow.statuses() == {"shop-1": "in_doubt"}
+    flow.fake.configure(read_error_5xx_rate=0.0)
+    flow.reconcile()
+    flow.apply_webhooks()
+    assert flow.statuses() == {"shop-1": "completed"}
+
+
+def test_duplicate_stale_and_reordered_webhooks_never_move_an_order_backwards(flow: Flow) -> None:
+    flow.fake.configure(webhook_duplicate_rate=1.0, webhook_stale_rate=1.0)
+    flow.add({"recipient_phone": "0241234567", "size_gb": 5, "notify_url": "https://shop.example/hook"})
+    flow.submit()
+    flow.fake.process_pending()
+    flow.apply_webhooks()
+    assert flow.statuses() == {"shop-1": "completed"}
+    assert flow.events() == [("shop-1", "order.completed")]  # once, though the webhook came twice
+
+
+def test_a_reversal_within_the_watch_window_fails_a_completed_order_and_tells_the_shop(flow: Flow) -> None:
+    flow.add({"recipient_phone": "0241234567", "size_gb": 5, "notify_url": "https://shop.example/hook"},
+             {"recipient_phone": "0551234567", "size_gb": 5, "notify_url": "https://shop.example/hook"})
+    flow.submit()
+    flow.fake.process_pending()
+    flow.apply_webhooks()
+    first, second = (int(flow.orders()[k]["provider_order_id"]) for k in ("shop-1", "shop-2"))
+
+    flow.clock.advance(3600)
+    flow.fake.configure(webhook_drop_rate=1.0)
+    flow.fake.reverse(first)  # webhook dropped: the watch over history finds it
+    flow.reconcile()
+    assert flow.statuses()["shop-1"] == "failed"
+
+    flow.clock.advance(flow.config.mtn.completed_watch_hours * 3600)
+    flow.fake.reverse(second)  # too late: outside the window nobody is watching
+    flow.reconcile()
+    assert flow.statuses()["shop-2"] == "completed"
+    assert flow.events() == [("shop-1", "order.completed"), ("shop-1", "order.reversed"),
+                             ("shop-2", "order.completed")]
+
+
+def test_a_refused_order_fails_with_the_providers_message(flow: Flow) -> None:
+    flow.add({"recipient_phone": "0241234567", "size_gb": 7, "notify_url": "https://shop.example/hook"})
+    flow.submit()
+    order = flow.orders()["shop-1"]
+    assert (order["status"], order["last_error"]) == ("failed", "Plan not found: 7GB")
+    assert flow.events() == [("shop-1", "order.failed")]
+    payload = _payload(flow, "shop-1")
+    assert payload["data"]["reason"] == "Plan not found: 7GB" and payload["type"] == "order.failed"
+
+
+def test_a_bad_key_pauses_the_flow_and_a_working_key_resumes_it(flow: Flow) -> None:
+    flow.config = settings(flow.config, max_in_flight=1)
+    flow.__post_init__()
+    flow.fake.api_key = "rotated"
+    flow.add({"recipient_phone": "0241234567", "size_gb": 5}, {"recipient_phone": "0551234567", "size_gb": 5})
+    flow.submit()
+    assert set(flow.statuses().values()) == {"queued"}
+    assert flow.fake.create_requests == 1  # the first 401 stopped the batch
+    state = load_state(flow.engine, "mtn")
+    assert (state.paused, state.paused_reason) == (True, "unauthorised")
+    assert paused_metric("unauthorised") == 1
+    assert {o["attempts"] for o in flow.orders().values()} == {0}
+
+    flow.clock.advance(flow.config.mtn.auth_pause_seconds + 1)
+    flow.submit()  # the probe fails: still paused
+    assert load_state(flow.engine, "mtn").paused and flow.fake.create_requests == 1
+    flow.fake.api_key = KEY
+    flow.clock.advance(flow.config.mtn.auth_pause_seconds + 1)
+    flow.submit()
+    assert set(flow.statuses().values()) == {"submitted"}
+    assert not load_state(flow.engine, "mtn").paused
+    assert paused_metric("unauthorised") == 0
+
+
+def test_only_what_the_balance_covers_is_sent_and_the_rest_waits_for_a_top_up(flow: Flow) -> None:
+    flow.fake.balance = 60.0  # 5 GB costs 25
+    flow.add(*({"recipient_phone": f"024000000{i}", "size_gb": 5} for i in range(4)))
+    flow.submit()
+    assert sorted(flow.statuses().values()) == ["queued", "queued", "submitted", "submitted"]
+    assert load_state(flow.engine, "mtn").paused_reason == "insufficient_balance"
+
+    flow.fake.balance = 1000.0
+    flow.submit()  # the balance is re-read only after the pause
+    assert flow.fake.create_requests == 2
+    flow.clock.advance(flow.config.mtn.balance_cache_seconds + 1)
+    flow.submit()
+    assert set(flow.statuses().values()) == {"submitted"}
+    assert flow.fake.create_requests == 4
+
+
+def test_a_402_pauses_the_flow_without_spending_the_orders_attempt(flow: Flow) -> None:
+    flow.config = settings(flow.config, price_per_gb=0.0)  # no estimate: the reseller's 402 is the only guard
+    flow.__post_init__()
+    flow.fake.balance = 10.0
+    flow.add({"recipient_phone": "0241234567", "size_gb": 5})
+    flow.submit()
+    order = flow.orders()["shop-1"]
+    assert (order["status"], order["attempts"], order["recipient_lock"]) == ("queued", 0, None)
+    assert load_state(flow.engine, "mtn").paused_reason == "insufficient_balance"
+
+
+def test_429_backs_off_the_whole_flow(flow: Flow) -> None:
+    flow.config = settings(flow.config, max_in_flight=1)
+    flow.__post_init__()
+    flow.fake.configure(rate_limit_429_rate=1.0)
+    flow.add({"recipient_phone": "0241234567", "size_gb": 5}, {"recipient_phone": "0551234567", "size_gb": 5})
+    flow.submit()
+    assert flow.fake.create_requests == 1 and set(flow.statuses().values()) == {"queued"}
+    flow.fake.configure(rate_limit_429_rate=0.0)
+    flow.submit()
+    assert flow.fake.create_requests == 1
+    flow.clock.advance(flow.config.mtn.rate_limit_pause_seconds + 1)
+    flow.submit()
+    assert set(flow.statuses().values()) == {"submitted"}
+
+
+def test_an_unreachable_reseller_is_retried_on_the_schedule_then_dead(flow: Flow) -> None:
+    flow.config = settings(flow.config, retry_schedule_seconds=(10.0,))
+    flow.__post_init__()
+    flow.fake.stop()  # connection refused: certainly not sent
+    flow.add({"recipient_phone": "0241234567", "size_gb": 5, "notify_url": "https://shop.example/hook"})
+    flow.submit()
+    order = flow.orders()["shop-1"]
+    assert (order["status"], order["recipient_lock"]) == ("queued", None)
+    flow.clock.advance(13)
+    flow.submit()
+    assert flow.statuses() == {"shop-1": "dead"}
+    assert flow.events() == [("shop-1", "order.dead")]
+
+
+def test_every_transition_is_in_the_status_history(flow: Flow) -> None:
+    flow.add({"recipient_phone": "0241234567", "size_gb": 5})
+    flow.submit()
+    flow.fake.process_pending()
+    flow.apply_webhooks()
+    with flow.engine.connect() as conn:
+        history = conn.execute(select(status_history.c.from_status, status_history.c.to_status,
+                                      status_history.c.cause).order_by(status_history.c.id)).all()
+    assert history == [("queued", "in_flight", "claimed"), ("in_flight", "submitted", "submitted"),
+                       ("submitted", "completed", "webhook")]
+
+
+def paused_metric(reason: str) -> float | None:
+    return REGISTRY.get_sample_value("reconciler_provider_paused", {"provider": "mtn", "reason": reason})
+
+
+def _payload(flow: Flow, order_ref: str) -> dict:
+    with flow.engine.connect() as conn:
+        return json.loads(conn.scalar(select(webhook_deliveries.c.payload)
+                                      .where(webhook_deliveries.c.order_ref == order_ref)))
+
+
+def test_a_webhook_for_an_order_we_never_had_is_kept_then_closed_after_the_watch_window(flow: Flow) -> None:
+    outside = requests.post(f"{flow.fake.url}/api/orders", headers={"X-API-KEY": KEY}, timeout=5,
+                            json={"recipient_phone": "0241234567", "network": "MTN", "size_gb": 5})
+    flow.fake.process_pending()  # its webhook reaches us: stored, but no order of ours has that id
+    flow.apply_webhooks()
+    flow.reconcile()
+    assert unprocessed(flow) == [str(outside.json()["order_id"])]
+    flow.clock.advance(flow.config.mtn.completed_watch_hours * 3600 + 1)
+    flow.reconcile()
+    assert unprocessed(flow) == []
+
+
+def unprocessed(flow: Flow) -> list[str]:
+    with flow.engine.connect() as conn:
+        return list(conn.scalars(select(inbound_webhooks.c.provider_order_id)
+                                 .where(inbound_webhooks.c.processed_at.is_(None))))

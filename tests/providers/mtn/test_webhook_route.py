@@ -1,0 +1,99 @@
+"""POST /api/webhook/mtn on a real listener: exact bytes, HMAC over them, stored before the 2xx, deduplicated."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import socket
+
+import pytest
+import requests
+from sqlalchemy import func, select
+
+from reconciler.providers.mtn.fake import FakeMtn, MtnFaults
+from reconciler.providers.mtn.client import MtnClient
+from reconciler.providers.mtn.webhook_route import mtn_webhook_route
+from reconciler.http.listener import HttpListener
+from reconciler.engine.schema import inbound_webhooks
+
+SECRET = "mtn-webhook-secret-5521"
+EVENT = json.dumps({"event": "order.status_changed", "timestamp": "2026-11-23T10:00:00Z", "order": {
+    "id": 1001, "status": "delivered", "message": "Bundle delivered", "amount": 10, "recipient_phone": "0241234567",
+    "plan_name": "MTN 2GB", "network": "MTN", "size_mb": 2048, "created_at": "2026-11-23T09:59:00Z",
+    "updated_at": "2026-11-23T10:00:00Z"}}).encode()
+
+
+def sign(body: bytes, secret: str = SECRET) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+@pytest.fixture
+def listener(engine):
+    public = HttpListener("127.0.0.1", 0, 4096, {("POST", "/api/webhook/mtn"): mtn_webhook_route(engine, SECRET)})
+    yield public.start()
+    public.stop()
+
+
+def url(listener) -> str:
+    return f"http://127.0.0.1:{listener.port}/api/webhook/mtn"
+
+
+def stored(engine) -> list:
+    with engine.connect() as conn:
+        return conn.execute(select(inbound_webhooks.c.raw_body, inbound_webhooks.c.provider_order_id)).all()
+
+
+@pytest.mark.parametrize("header", [f"sha256={sign(EVENT)}", sign(EVENT), f"SHA256={sign(EVENT).upper()}"])
+def test_a_signed_event_is_stored_raw_before_the_answer(engine, listener, header):
+    answer = requests.post(url(listener), data=EVENT, headers={"X-Webhook-Signature": header}, timeout=5)
+    assert (answer.status_code, answer.json()) == (200, {"ok": True, "duplicate": False})
+    assert stored(engine) == [(EVENT.decode(), "1001")]
+
+
+@pytest.mark.parametrize("headers", [{}, {"X-Webhook-Signature": "sha256=" + sign(EVENT, "wrong-secret")},
+                                     {"X-Webhook-Signature": "sha256=" + sign(EVENT + b" ")}])
+def test_a_bad_or_missing_signature_gets_401_and_changes_nothing(engine, listener, headers):
+    assert requests.post(url(listener), data=EVENT, headers=headers, timeout=5).status_code == 401
+    assert stored(engine) == []
+
+
+def test_duplicates_are_harmless(engine, listener):
+    for expected in (False, True, True):
+        answer = requests.post(url(listener), data=EVENT, headers={"X-Webhook-Signature": sign(EVENT)}, timeout=5)
+        assert answer.json()["duplicate"] is expected
+    assert len(stored(engine)) == 1
+
+
+def test_a_signed_body_that_is_not_an_event_is_400(engine, listener):
+    body = b'{"hello": "world"}'
+    assert requests.post(url(listener), data=body, headers={"X-Webhook-Signature": sign(body)},
+                         timeout=5).status_code == 400
+    assert stored(engine) == []
+
+
+def raw_exchange(port: int, request: bytes) -> str:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.sendall(request)
+        return conn.recv(4096).decode()
+
+
+def test_no_content_length_is_411_and_too_large_is_413_unread(engine, listener):
+    chunked = (b"POST /api/webhook/mtn HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+               + f"{len(EVENT):x}\r\n".encode() + EVENT + b"\r\n0\r\n\r\n")
+    assert raw_exchange(listener.port, chunked).startswith("HTTP/1.1 411")
+    huge = b"POST /api/webhook/mtn HTTP/1.1\r\nHost: x\r\nContent-Length: 999999\r\n\r\n"  # no body sent at all
+    assert raw_exchange(listener.port, huge).startswith("HTTP/1.1 413")
+    assert stored(engine) == []
+
+
+def test_real_webhooks_from_the_fake_reseller_duplicates_included(engine, listener):
+    faults = MtnFaults(webhook_duplicate_rate=1.0)
+    with FakeMtn(webhook_url=url(listener), webhook_secret=SECRET, faults=faults) as reseller:
+        order_id = MtnClient(reseller.url, reseller.api_key, timeout_seconds=5).create_order("0241234567", "MTN", 1)
+        reseller.process_pending()
+        assert reseller.wait_for_webhooks(2)
+        assert [w.status_code for w in reseller.webhooks] == [200, 200]  # the same event, twice
+    assert [provider_order for _, provider_order in stored(engine)] == [order_id]
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(inbound_webhooks)
+                           .where(inbound_webhooks.c.processed_at.is_(None))) == 1
