@@ -19,7 +19,7 @@ from reconciler.engine.outbox import Batch, Outbox, Outcome
 from reconciler.webhooks.rate_limit import PerKeyRateLimiter
 from reconciler.engine.schema import DEAD, webhook_deliveries
 from reconciler.webhooks.signing import signature_headers
-from reconciler.webhooks.endpoints import EndpointState, disable, load_states, record_result
+from reconciler.webhooks.endpoints import EndpointState, disable, load_states, record_result, take_probe
 from reconciler.webhooks.sender import AttemptResult, WebhookSender
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,10 @@ class DeliverWebhooks:
                            {"last_error": "endpoint disabled after 410 Gone"}), endpoint
         if endpoint.paused(now):
             return outbox.defer(delivery, endpoint.paused_until, "endpoint_paused"), endpoint
+        if endpoint.paused_until is not None and not take_probe(ctx.engine, url, ctx.worker_id, now):
+            # The pause is over and another replica's delivery is probing the endpoint: wait for its answer.
+            wait = now + timedelta(seconds=self.settings.poll_interval_seconds)
+            return outbox.defer(delivery, wait, "endpoint_probing"), endpoint
         if not secrets:
             log.error("cannot sign %s: %s is not set; delivery held back", delivery["event_id"], secret_key)
             hold = now + timedelta(seconds=self.settings.breaker_pause_seconds)

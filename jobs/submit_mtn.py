@@ -56,7 +56,7 @@ class SubmitMtn:
             self.audit = AuditLog(ctx.engine, ctx.clock, max_delay_seconds=AUDIT_DELAY_SECONDS)
             self.client = mtn_client(ctx.config, ctx.engine, ctx.clock, self.audit)
         outbox = ctx.outboxes[mtn_orders.name]
-        account = MtnAccount(ctx.engine, self.client, self.settings)
+        account = MtnAccount(ctx.engine, self.client, self.settings, ctx.worker_id)
         reserve = self.settings.connect_timeout_seconds + self.settings.request_timeout_seconds
         slots = threading.Semaphore(self.settings.max_in_flight)
         refused = threading.Event()  # the reseller refused all orders (401, 402, 429): start no more

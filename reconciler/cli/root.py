@@ -15,7 +15,9 @@ from reconciler.engine.clock import utcnow
 from reconciler.cli.demo import demo
 from reconciler.engine.migrate import migrate
 from reconciler.engine.outbox import table_stats
-from reconciler.coordination.provider_state import ProviderState, load_states
+from reconciler.coordination.pauses import Pauses
+from reconciler.coordination.provider_state import load_states
+from reconciler.webhooks.endpoints import WEBHOOK_PAUSE_PREFIX
 from reconciler.engine.schema import DEAD, OUTBOX_TABLES, STATUSES_BY_TABLE
 
 @click.group()
@@ -67,7 +69,7 @@ def status(app: App, as_json: bool) -> None:
             "oldest_queued_age_seconds": round(stats.oldest_queued_age_seconds, 1),
             "dead": stats.counts.get(DEAD, 0),
         }
-    providers = {state.provider: provider_report(state) for state in load_states(engine)}
+    providers = provider_reports(engine)
     if as_json:
         click.echo(json.dumps({**report, "providers": providers}, indent=2))
         return
@@ -81,12 +83,19 @@ def status(app: App, as_json: bool) -> None:
         click.echo(f"{name}: {flow}{balance}")
 
 
-def provider_report(state: ProviderState) -> dict:
+def provider_reports(engine) -> dict[str, dict]:
     """Why a provider's orders may be waiting: its pause, and its last balance reading."""
-    return {"paused": state.paused, "paused_reason": state.paused_reason,
-            "paused_until": state.paused_until.isoformat() if state.paused_until else None,
-            "balance": str(state.balance) if state.balance is not None else None,
-            "balance_checked_at": state.balance_checked_at.isoformat() if state.balance_checked_at else None}
+    balances = {state.provider: state for state in load_states(engine)}
+    paused = {p.key: p for p in Pauses(engine).all_paused() if not p.key.startswith(WEBHOOK_PAUSE_PREFIX)}
+    reports = {}
+    for provider in sorted(set(balances) | set(paused)):
+        pause, state = paused.get(provider), balances.get(provider)
+        reports[provider] = {
+            "paused": pause is not None, "paused_reason": pause.reason if pause else None,
+            "paused_until": pause.paused_until.isoformat() if pause else None,
+            "balance": str(state.balance) if state and state.balance is not None else None,
+            "balance_checked_at": state.balance_checked_at.isoformat() if state and state.balance_checked_at else None}
+    return reports
 
 
 @cli.command()

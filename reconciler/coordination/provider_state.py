@@ -1,5 +1,5 @@
-"""Per-provider state shared by all replicas: whether the flow is paused (and why, and until when) and
-the last balance reading. One row per provider in provider_state."""
+"""Per-provider readings shared by all replicas: the last balance reading (and, for OAuth providers, the
+token slot's row). One row per provider in provider_state; pauses live in coordination.pauses."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,9 +15,6 @@ from reconciler.engine.schema import provider_state
 @dataclass(frozen=True)
 class ProviderState:
     provider: str
-    paused: bool = False
-    paused_reason: str | None = None
-    paused_until: datetime | None = None
     balance: Decimal | None = None
     balance_checked_at: datetime | None = None
 
@@ -26,8 +23,7 @@ class ProviderState:
                 and (now - self.balance_checked_at).total_seconds() < max_age_seconds)
 
 
-_COLUMNS = (provider_state.c.provider, provider_state.c.paused, provider_state.c.paused_reason,
-            provider_state.c.paused_until, provider_state.c.balance, provider_state.c.balance_checked_at)
+_COLUMNS = (provider_state.c.provider, provider_state.c.balance, provider_state.c.balance_checked_at)
 
 
 def load_state(engine: Engine, provider: str) -> ProviderState:
@@ -41,28 +37,16 @@ def load_states(engine: Engine) -> list[ProviderState]:
         return [ProviderState(*row) for row in conn.execute(select(*_COLUMNS).order_by(provider_state.c.provider))]
 
 
-def pause(engine: Engine, provider: str, reason: str, until: datetime, now: datetime) -> ProviderState:
-    """Stop the provider's flow until `until` (then the flow probes before it sends again)."""
-    return _update(engine, provider, now, paused=True, paused_reason=reason, paused_until=until)
-
-
-def resume(engine: Engine, provider: str, now: datetime) -> ProviderState:
-    return _update(engine, provider, now, paused=False, paused_reason=None, paused_until=None)
-
-
 def record_balance(engine: Engine, provider: str, balance: Decimal | None, now: datetime) -> ProviderState:
     """Keep a balance reading for every replica; None forgets it, so the next check fetches again."""
-    return _update(engine, provider, now, balance=balance, balance_checked_at=now if balance is not None else None)
-
-
-def _update(engine: Engine, provider: str, now: datetime, **values: object) -> ProviderState:
     with engine.begin() as conn:
-        _ensure(conn, provider, now)
+        ensure_provider_row(conn, provider, now)
         row = conn.execute(update(provider_state).where(provider_state.c.provider == provider)
-                           .values(**values, updated_at=now).returning(*_COLUMNS)).one()
+                           .values(balance=balance, balance_checked_at=now if balance is not None else None,
+                                   updated_at=now).returning(*_COLUMNS)).one()
     return ProviderState(*row)
 
 
-def _ensure(conn: Connection, provider: str, now: datetime) -> None:
+def ensure_provider_row(conn: Connection, provider: str, now: datetime) -> None:
     conn.execute(insert_ignoring_conflicts(conn.dialect.name, provider_state, ["provider"])
                  .values(provider=provider, updated_at=now))

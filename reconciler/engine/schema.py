@@ -166,8 +166,6 @@ webhook_attempts = Table(
 webhook_endpoints = Table(
     "webhook_endpoints", metadata,
     Column("url", Text, primary_key=True),
-    Column("consecutive_failures", Integer, nullable=False, server_default=text("0")),
-    Column("paused_until", UTCDateTime),
     Column("disabled_at", UTCDateTime),
     Column("disabled_reason", Text),
     Column("updated_at", UTCDateTime, nullable=False, server_default=NOW),
@@ -239,14 +237,44 @@ status_history = Table(
 provider_state = Table(
     "provider_state", metadata,
     Column("provider", Text, primary_key=True),
-    Column("paused", Boolean, nullable=False, server_default=text("false")),
-    Column("paused_reason", Text),
-    Column("paused_until", UTCDateTime),
     Column("balance", Numeric(18, 4)),
     Column("balance_checked_at", UTCDateTime),
     Column("access_token", Text),
     Column("token_expires_at", UTCDateTime),
     Column("updated_at", UTCDateTime, nullable=False, server_default=NOW),
+    Column("token_refresh_by", Text),
+    Column("token_refresh_until", UTCDateTime),
+)
+
+pauses = Table(
+    "pauses", metadata,
+    Column("key", Text, primary_key=True),
+    Column("reason", Text),
+    Column("detail", Text),
+    Column("paused_until", UTCDateTime),
+    Column("consecutive_failures", Integer, nullable=False, server_default=text("0")),
+    Column("probe_by", Text),
+    Column("probe_until", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False, server_default=NOW),
+)
+
+rate_limits = Table(
+    "rate_limits", metadata,
+    Column("key", Text, primary_key=True),
+    Column("grants", Text, nullable=False, server_default=text("'[]'")),
+    Column("updated_at", UTCDateTime, nullable=False, server_default=NOW),
+)
+
+schedule_runs = Table(
+    "schedule_runs", metadata,
+    Column("job", Text, primary_key=True),
+    Column("slot_at", UTCDateTime, primary_key=True),
+    Column("claimed_by", Text, nullable=False),
+    Column("lease_until", UTCDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("1")),
+    Column("finished_at", UTCDateTime),
+    Column("last_error", Text),
+    Column("created_at", UTCDateTime, nullable=False, server_default=NOW),
 )
 
 schema_migrations = Table(

@@ -19,7 +19,8 @@ from reconciler.engine.db import make_engine
 from reconciler.engine.job import JobContext
 from reconciler.engine.outbox import Outbox, Outcome
 from reconciler.outboxes import build_outboxes
-from reconciler.coordination.provider_state import pause, record_balance
+from reconciler.coordination.pauses import Pauses
+from reconciler.coordination.provider_state import record_balance
 from reconciler.engine.schema import mtn_orders
 
 
@@ -100,7 +101,7 @@ def test_status_prints_counts_oldest_age_and_dead_as_text_and_json(engine, db_ur
 
 def test_status_says_why_a_providers_orders_wait(engine, db_url, clock):
     record_balance(engine, "mtn", Decimal("12.50"), clock())
-    pause(engine, "mtn", "insufficient_balance", clock() + timedelta(minutes=5), clock())
+    Pauses(engine).pause("mtn", "insufficient_balance", clock() + timedelta(minutes=5), clock())
     runner = CliRunner()
     env = {"RECONCILER_DATABASE_URL": db_url, "RECONCILER_CONFIG": ""}
     mtn = json.loads(runner.invoke(cli, ["status", "--json"], env=env).output)["providers"]["mtn"]

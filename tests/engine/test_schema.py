@@ -58,11 +58,11 @@ def test_migrate_applies_what_is_pending_once(db_url):
     engine = make_engine(db_url)
     with engine.connect() as conn:
         assert applied_versions(conn) == set()
-    assert [m.name for m in migrate(engine)] == ["initial", "mtn_flow"]
+    assert [m.name for m in migrate(engine)] == ["initial", "mtn_flow", "coordination"]
     assert migrate(engine) == []
     with engine.connect() as conn:
         assert conn.execute(select(schema_migrations.c.version, schema_migrations.c.name)
-                            .order_by(schema_migrations.c.version)).all() == [(1, "initial"), (2, "mtn_flow")]
+                            .order_by(schema_migrations.c.version)).all() == [(1, "initial"), (2, "mtn_flow"), (3, "coordination")]
 
 
 def test_a_schema_applied_by_hand_from_the_sql_file_is_recognised_and_upgraded(db_url):
@@ -78,6 +78,22 @@ def test_a_schema_applied_by_hand_from_the_sql_file_is_recognised_and_upgraded(d
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT shop_order_id, status FROM mtn_orders").all() == [
             ("before-upgrade", "queued")]
+
+
+def test_pauses_of_version_2_carry_over_into_the_pauses_table(db_url):
+    engine = make_engine(db_url)
+    initial, mtn_flow, *later = available_migrations(engine.dialect.name)
+    with engine.begin() as conn:
+        for statement in initial.statements() + mtn_flow.statements():
+            conn.exec_driver_sql(statement)
+        conn.exec_driver_sql("INSERT INTO provider_state (provider, paused, paused_reason, paused_until) "
+                             "VALUES ('mtn', true, 'unauthorised', '2030-01-01 00:00:00')")
+        conn.exec_driver_sql("INSERT INTO webhook_endpoints (url, consecutive_failures, paused_until) "
+                             "VALUES ('http://shop.example/hook', 6, '2030-01-01 00:00:00')")
+    migrate(engine)
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT key, reason, consecutive_failures FROM pauses ORDER BY key").all()
+    assert [tuple(r) for r in rows] == [("mtn", "unauthorised", 0), ("webhook:http://shop.example/hook", None, 6)]
 
 
 def test_two_replicas_migrating_at_once_both_succeed(db_url):

@@ -1,8 +1,8 @@
 """The reseller account as the submit flow sees it: open or paused, and how much the balance covers.
 
-The state lives in provider_state, so every replica pauses together. A pause ends with a probe, not
-blindly: after a 401 the key must work again (one balance call), after a 402 the balance must cover an
-order again; after a 429 the wait itself is the cure.
+The pause lives in coordination.pauses, so every replica pauses together. A pause ends with a probe by
+one replica, not blindly: after a 401 the key must work again (one balance call), after a 402 the
+balance must cover an order again; after a 429 the wait itself is the cure.
 """
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from sqlalchemy import Engine
 from reconciler.engine import metrics
 from reconciler.config import MtnConfig
 from reconciler.providers.mtn.client import PROVIDER, MtnClient, MtnError, MtnInsufficientBalance, MtnRateLimited, MtnUnauthorised
-from reconciler.coordination.provider_state import ProviderState, load_state, pause, record_balance, resume
+from reconciler.coordination.pauses import Pause, Pauses
+from reconciler.coordination.provider_state import load_state, record_balance
 
 log = logging.getLogger(__name__)
 UNAUTHORISED, INSUFFICIENT_BALANCE, RATE_LIMITED = "unauthorised", "insufficient_balance", "rate_limited"
@@ -25,18 +26,18 @@ MIN_BALANCE_RECHECK_SECONDS = 5.0
 
 
 class MtnAccount:
-    def __init__(self, engine: Engine, client: MtnClient, settings: MtnConfig) -> None:
+    def __init__(self, engine: Engine, client: MtnClient, settings: MtnConfig, worker_id: str) -> None:
         self.engine = engine
         self.client = client
         self.settings = settings
+        self.worker_id = worker_id
+        self.pauses = Pauses(engine)
 
     def is_open(self, now: datetime) -> bool:
-        """May orders be sent now? Ends a pause whose time is up if its probe passes."""
-        state = load_state(self.engine, PROVIDER)
-        if state.paused and (state.paused_until is None or state.paused_until > now):
-            self._show(state)
-            return False
-        if state.paused:
+        """May orders be sent now? Ends a pause whose time is up if its probe (this replica's, if it takes
+        the probe) passes."""
+        state = self.pauses.get(PROVIDER)
+        if state.paused and not state.holds(now) and self.pauses.take_probe(PROVIDER, self.worker_id, now):
             state = self._probe(state, now)
         return not self._show(state).paused
 
@@ -60,10 +61,10 @@ class MtnAccount:
 
     def paused_until(self, now: datetime) -> datetime:
         """When the current pause ends (now when there is none)."""
-        return load_state(self.engine, PROVIDER).paused_until or now
+        return self.pauses.get(PROVIDER).paused_until or now
 
     def refused(self, error: MtnUnauthorised | MtnInsufficientBalance | MtnRateLimited,
-                now: datetime) -> ProviderState:
+                now: datetime) -> Pause:
         """The reseller refused to take orders at all (401, 402, 429): pause the whole flow."""
         if isinstance(error, MtnUnauthorised):
             return self._pause(UNAUTHORISED, now, error.message)
@@ -72,19 +73,19 @@ class MtnAccount:
             return self._pause(INSUFFICIENT_BALANCE, now, error.message)
         return self._pause(RATE_LIMITED, now, error.message, error.retry_after_seconds)
 
-    def _probe(self, state: ProviderState, now: datetime) -> ProviderState:
-        if state.paused_reason == RATE_LIMITED:
-            return resume(self.engine, PROVIDER, now)
+    def _probe(self, state: Pause, now: datetime) -> Pause:
+        if state.reason == RATE_LIMITED:
+            return self.pauses.resume(PROVIDER, now)
         try:
             balance = self._fetch_balance(now)
         except MtnUnauthorised as exc:
             return self._pause(UNAUTHORISED, now, exc.message)
         except MtnError as exc:
-            return self._pause(state.paused_reason or UNAUTHORISED, now, f"probe failed: {exc.message}")
-        if state.paused_reason == INSUFFICIENT_BALANCE and balance < self._price(1):
+            return self._pause(state.reason or UNAUTHORISED, now, f"probe failed: {exc.message}")
+        if state.reason == INSUFFICIENT_BALANCE and balance < self._price(1):
             return self._pause(INSUFFICIENT_BALANCE, now, f"balance {balance} still too low")
-        log.info("MTN flow resumed after %s", state.paused_reason)
-        return resume(self.engine, PROVIDER, now)
+        log.info("MTN flow resumed after %s", state.reason)
+        return self.pauses.resume(PROVIDER, now)
 
     def _balance(self, now: datetime) -> Decimal | None:
         state = load_state(self.engine, PROVIDER)
@@ -102,20 +103,20 @@ class MtnAccount:
         metrics.PROVIDER_BALANCE.labels(PROVIDER).set(float(balance))
         return balance
 
-    def _pause(self, reason: str, now: datetime, why: str, seconds: float | None = None) -> ProviderState:
+    def _pause(self, reason: str, now: datetime, why: str, seconds: float | None = None) -> Pause:
         if seconds is None:
             seconds = {UNAUTHORISED: self.settings.auth_pause_seconds,
                        RATE_LIMITED: self.settings.rate_limit_pause_seconds,
                        INSUFFICIENT_BALANCE: max(self.settings.balance_cache_seconds,
                                                  MIN_BALANCE_RECHECK_SECONDS)}[reason]
         log.warning("MTN flow paused for %.0fs (%s): %s", seconds, reason, why)
-        return self._show(pause(self.engine, PROVIDER, reason, now + timedelta(seconds=seconds), now))
+        return self._show(self.pauses.pause(PROVIDER, reason, now + timedelta(seconds=seconds), now, why))
 
     def _price(self, size_gb: int) -> Decimal:
         return Decimal(str(self.settings.price_per_gb)) * size_gb
 
     @staticmethod
-    def _show(state: ProviderState) -> ProviderState:
+    def _show(state: Pause) -> Pause:
         for reason in PAUSE_REASONS:
-            metrics.PROVIDER_PAUSED.labels(PROVIDER, reason).set(int(state.paused and state.paused_reason == reason))
+            metrics.PROVIDER_PAUSED.labels(PROVIDER, reason).set(int(state.paused and state.reason == reason))
         return state

@@ -20,7 +20,7 @@ from reconciler.config import Config
 from reconciler.providers.mtn.fake import FakeMtn
 from reconciler.http.listener import HttpListener
 from reconciler.providers.mtn.webhook_route import mtn_webhook_route
-from reconciler.coordination.provider_state import load_state
+from reconciler.coordination.pauses import Pauses
 from reconciler.engine.schema import inbound_webhooks, mtn_orders, status_history, webhook_deliveries
 
 from tests.factories import job_context
@@ -254,19 +254,19 @@ def test_a_bad_key_pauses_the_flow_and_a_working_key_resumes_it(flow: Flow) -> N
     flow.submit()
     assert set(flow.statuses().values()) == {"queued"}
     assert flow.fake.create_requests == 1  # the first 401 stopped the batch
-    state = load_state(flow.engine, "mtn")
-    assert (state.paused, state.paused_reason) == (True, "unauthorised")
+    state = Pauses(flow.engine).get("mtn")
+    assert (state.paused, state.reason) == (True, "unauthorised")
     assert paused_metric("unauthorised") == 1
     assert {o["attempts"] for o in flow.orders().values()} == {0}
 
     flow.clock.advance(flow.config.mtn.auth_pause_seconds + 1)
     flow.submit()  # the probe fails: still paused
-    assert load_state(flow.engine, "mtn").paused and flow.fake.create_requests == 1
+    assert Pauses(flow.engine).get("mtn").paused and flow.fake.create_requests == 1
     flow.fake.api_key = KEY
     flow.clock.advance(flow.config.mtn.auth_pause_seconds + 1)
     flow.submit()
     assert set(flow.statuses().values()) == {"submitted"}
-    assert not load_state(flow.engine, "mtn").paused
+    assert not Pauses(flow.engine).get("mtn").paused
     assert paused_metric("unauthorised") == 0
 
 
@@ -275,7 +275,7 @@ def test_only_what_the_balance_covers_is_sent_and_the_rest_waits_for_a_top_up(fl
     flow.add(*({"recipient_phone": f"024000000{i}", "size_gb": 5} for i in range(4)))
     flow.submit()
     assert sorted(flow.statuses().values()) == ["queued", "queued", "submitted", "submitted"]
-    assert load_state(flow.engine, "mtn").paused_reason == "insufficient_balance"
+    assert Pauses(flow.engine).get("mtn").reason == "insufficient_balance"
 
     flow.fake.balance = 1000.0
     flow.submit()  # the balance is re-read only after the pause
@@ -294,7 +294,7 @@ def test_a_402_pauses_the_flow_without_spending_the_orders_attempt(flow: Flow) -
     flow.submit()
     order = flow.orders()["shop-1"]
     assert (order["status"], order["attempts"], order["recipient_lock"]) == ("queued", 0, None)
-    assert load_state(flow.engine, "mtn").paused_reason == "insufficient_balance"
+    assert Pauses(flow.engine).get("mtn").reason == "insufficient_balance"
 
 
 def test_429_backs_off_the_whole_flow(flow: Flow) -> None:
