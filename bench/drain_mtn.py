@@ -202,17 +202,14 @@ def bare_loop(fake_url: str, count: int, threads: int, results: Any) -> None:
 def drain(db_url: str, fake_url: str, count: int, profile: bool, results: Any) -> None:
     """The submit job, in-process, run until no order is queued or in flight."""
     from jobs.submit_mtn import SubmitMtn
-    from reconciler.engine.clock import utcnow
     from reconciler.config import Config
-    from reconciler.engine.job import JobContext
-    from reconciler.outboxes import build_outboxes
+    from reconciler.app import assemble
 
     base = Config()
     config = dataclasses.replace(base, mtn=dataclasses.replace(base.mtn, base_url=fake_url, api_key=KEY))
     engine = make_engine(db_url)
     worker = f"bench-{uuid.uuid4().hex[:8]}"
-    ctx = JobContext(config=config, engine=engine, worker_id=worker, stop=threading.Event(), clock=utcnow,
-                     outboxes=build_outboxes(config, engine, worker, utcnow))
+    ctx = assemble(config, engine, worker_id=worker).context
     job = SubmitMtn(config)
     phases = instrument(job, config, engine) if profile else None
     with engine.connect() as conn:  # connect before the clock starts

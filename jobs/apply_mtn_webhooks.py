@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from reconciler.engine import metrics
+from reconciler.providers.mtn import metrics as mtn_metrics
 from reconciler.engine.job import JobContext
 from reconciler.providers.mtn.client import PROVIDER, parse_webhook
 from reconciler.providers.mtn.settlement import settlement
@@ -35,4 +35,4 @@ def run(ctx: JobContext) -> None:
                     return  # the order moved meanwhile: read it again next run, with this event still pending
                 mark_processed(conn, event_row_id, now)
             if change is not None:
-                metrics.MTN_SETTLED.labels("webhook", change.status).inc()
+                mtn_metrics.MTN_SETTLED.labels("webhook", change.status).inc()

@@ -9,7 +9,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Mapping
 
-from reconciler.engine import metrics
+from reconciler.webhooks import metrics as webhook_metrics
 from reconciler.engine.clock import utcnow
 from reconciler.config import Config
 from reconciler.webhooks.deliveries import log_attempt
@@ -53,7 +53,7 @@ class DeliverWebhooks:
         """Send one delivery (or hold it back), finalise its outcome now; returns the endpoint's new state."""
         outcome, endpoint = self.attempt(ctx, outbox, delivery, endpoint)
         if batch.finish(outcome):
-            metrics.WEBHOOK_DELIVERIES.labels(outcome_kind(outcome)).inc()
+            webhook_metrics.WEBHOOK_DELIVERIES.labels(outcome_kind(outcome)).inc()
         return endpoint
 
     def attempt(self, ctx: JobContext, outbox: Outbox, delivery: Mapping,
@@ -106,8 +106,8 @@ class DeliverWebhooks:
 
     @staticmethod
     def _log(ctx: JobContext, delivery: Mapping, result: AttemptResult, now: datetime) -> None:
-        metrics.WEBHOOK_ATTEMPTS.labels(result.error_class or "ok").inc()
-        metrics.WEBHOOK_DELIVERY_DURATION.observe(result.latency_ms / 1000)
+        webhook_metrics.WEBHOOK_ATTEMPTS.labels(result.error_class or "ok").inc()
+        webhook_metrics.WEBHOOK_DELIVERY_DURATION.observe(result.latency_ms / 1000)
         log_attempt(ctx.engine, delivery_id=delivery["id"], event_id=delivery["event_id"],
                     attempt=delivery["attempts"], endpoint_url=delivery["endpoint_url"],
                     status_code=result.status_code, latency_ms=result.latency_ms, error_class=result.error_class,

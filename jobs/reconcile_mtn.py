@@ -18,18 +18,17 @@ from typing import Callable, Mapping, Sequence
 from sqlalchemy import Engine, RowMapping
 from sqlalchemy.exc import IntegrityError
 
-from reconciler.engine import metrics
+from reconciler.providers.mtn import metrics as mtn_metrics
 
 from reconciler.providers.mtn import events as mtn_events
 from reconciler.engine.clock import Clock
 from reconciler.config import MtnConfig
 from reconciler.engine.job import JobContext
 from reconciler.providers.mtn.client import FAILED as SAID_FAILED
-from reconciler.providers.mtn.client import PROVIDER, MtnClient, MtnError, ProviderOrder
+from reconciler.providers.mtn.client import PROVIDER, MtnClient, MtnError, ProviderOrder, mtn_client
 from reconciler.providers.mtn.settlement import find_match, settlement
 from reconciler.providers.mtn.store import expire_orphan_webhooks, owned_provider_ids, unsettled_orders, watched_orders
-from reconciler.engine.outbox import Outcome
-from reconciler.providers.mtn.provider import mtn_client
+from reconciler.engine.outbox import Outcome, RetryPolicy
 from reconciler.engine.schema import DEAD, IN_DOUBT, QUEUED, mtn_orders
 from reconciler.engine.transitions import move
 
@@ -47,8 +46,9 @@ class CycleReport:
 class ReconcileMtn:
     """The job, and the same cycle for `reconciler reconcile` (optionally limited to some orders)."""
 
-    def __init__(self, settings: MtnConfig, client: MtnClient | None = None) -> None:
+    def __init__(self, settings: MtnConfig, retries: RetryPolicy, client: MtnClient | None = None) -> None:
         self.settings = settings
+        self.retries = retries
         self.client = client
 
     def run(self, ctx: JobContext) -> None:
@@ -65,7 +65,7 @@ class ReconcileMtn:
             history = self.client.history()
         except MtnError as exc:
             log.warning("MTN history unavailable, nothing reconciled this cycle: %s", exc.message)
-            metrics.MTN_RECONCILE_RUNS.labels("history_unavailable").inc()
+            mtn_metrics.MTN_RECONCILE_RUNS.labels("history_unavailable").inc()
             return None
         now = clock()
         watch = timedelta(hours=self.settings.completed_watch_hours)
@@ -88,10 +88,10 @@ class ReconcileMtn:
                     report.requeued += 1
                 else:
                     report.settled += 1
-                metrics.MTN_SETTLED.labels("history", outcome.status).inc()
+                mtn_metrics.MTN_SETTLED.labels("history", outcome.status).inc()
             progress(done, len(orders))
         expire_orphan_webhooks(engine, PROVIDER, now - watch, now)
-        metrics.MTN_RECONCILE_RUNS.labels("ok").inc()
+        mtn_metrics.MTN_RECONCILE_RUNS.labels("ok").inc()
         return report
 
     def decide(self, order: RowMapping, history: Sequence[ProviderOrder], by_id: Mapping[str, ProviderOrder],
@@ -115,7 +115,7 @@ class ReconcileMtn:
     def requeue(self, order: Mapping, now: datetime) -> Outcome:
         """Proven absent: the attempt never created an order. Queue it again, or dead when retries are spent."""
         error = "not in the reseller's history after the grace period: the attempt created no order"
-        if order["attempts"] > len(self.settings.retry_schedule_seconds):
+        if self.retries.exhausted(order["attempts"]):
             return Outcome(order["id"], DEAD, "retries_exhausted", {"recipient_lock": None, "last_error": error},
                            mtn_events.customer_events(order, mtn_events.DEAD, DEAD, reason=error))
         return Outcome(order["id"], QUEUED, "not_in_history",

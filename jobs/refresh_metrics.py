@@ -1,18 +1,22 @@
-"""Refresh the gauges read from the database: outbox rows by status, oldest queued age, paused endpoints."""
+"""Refresh the gauges read from the database: outbox rows by status, oldest queued age, paused endpoints.
+
+Every outbox table of the schema is read, whether or not a configured provider works it: rows piling up in a
+table nobody claims are exactly what ops need to see."""
 from __future__ import annotations
 
 from reconciler.engine import metrics
 from reconciler.engine.job import JobContext
-from reconciler.engine.outbox import table_stats
-from reconciler.engine.schema import STATUSES_BY_TABLE
+from reconciler.engine.schema import OUTBOX_TABLES, STATUSES_BY_TABLE
+from reconciler.engine.stats import table_stats
+from reconciler.webhooks import metrics as webhook_metrics
 from reconciler.webhooks.endpoints import paused_count
 
 
 def run(ctx: JobContext) -> None:
     now = ctx.clock()
-    for outbox in ctx.outboxes.values():
-        stats = table_stats(ctx.engine, outbox.table, now)
-        for status in STATUSES_BY_TABLE[outbox.name]:
-            metrics.OUTBOX_ROWS.labels(outbox.name, status).set(stats.counts.get(status, 0))
-        metrics.OUTBOX_OLDEST_QUEUED_AGE.labels(outbox.name).set(stats.oldest_queued_age_seconds)
-    metrics.WEBHOOK_ENDPOINTS_PAUSED.set(paused_count(ctx.engine, now))
+    for table in OUTBOX_TABLES:
+        stats = table_stats(ctx.engine, table, now)
+        for status in STATUSES_BY_TABLE[table.name]:
+            metrics.OUTBOX_ROWS.labels(table.name, status).set(stats.counts.get(status, 0))
+        metrics.OUTBOX_OLDEST_QUEUED_AGE.labels(table.name).set(stats.oldest_queued_age_seconds)
+    webhook_metrics.WEBHOOK_ENDPOINTS_PAUSED.set(paused_count(ctx.engine, now))

@@ -17,7 +17,7 @@ from typing import Iterator, Mapping
 
 from sqlalchemy import RowMapping
 
-from reconciler.engine import metrics
+from reconciler.providers.mtn import metrics as mtn_metrics
 
 from reconciler.providers.mtn import events as mtn_events
 from reconciler.http.audit import AuditLog
@@ -25,13 +25,13 @@ from reconciler.config import Config
 from reconciler.engine.job import JobContext
 from reconciler.providers.mtn.account import MtnAccount
 from reconciler.providers.mtn.client import (
+    mtn_client,
     MtnClient, MtnInDoubt, MtnInsufficientBalance, MtnRateLimited, MtnRejected,
     MtnUnauthorised, MtnUnreachable,
 )
 from reconciler.providers.mtn.store import lock_recipients, recipient_key, unlock_recipients
 from reconciler.engine.outbox import Batch, Outbox, Outcome
 from reconciler.providers.mtn.phones import Recipient, RecipientRejected, mask_phone, validate_recipient
-from reconciler.providers.mtn.provider import mtn_client
 from reconciler.engine.schema import DEAD, FAILED, IN_DOUBT, QUEUED, REJECTED, SUBMITTED, mtn_orders
 
 log = logging.getLogger(__name__)
@@ -187,7 +187,7 @@ def _paced(batch: Batch, slots: threading.Semaphore, refused: threading.Event) -
 def record(batch: Batch, outcome: Outcome) -> None:
     batch.record(outcome)
     result = outcome.status if outcome.status != QUEUED else ("deferred" if outcome.cause != "retry" else "retry")
-    metrics.MTN_SUBMISSIONS.labels(result).inc()
+    mtn_metrics.MTN_SUBMISSIONS.labels(result).inc()
 
 
 def rejected(row: Mapping, rejection: RecipientRejected) -> Outcome:

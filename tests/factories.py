@@ -1,8 +1,7 @@
 """Test data made the way the system makes it: shop rows with only the shop's columns, events through
-emit_events, job contexts through build_outboxes."""
+emit_events, job contexts through the daemon's own assembly (reconciler.app)."""
 from __future__ import annotations
 
-import threading
 from datetime import datetime
 
 from sqlalchemy import Engine, insert
@@ -11,7 +10,7 @@ from reconciler.engine.clock import Clock
 from reconciler.config import Config
 from reconciler.engine.events import Event, emit_events
 from reconciler.engine.job import JobContext
-from reconciler.outboxes import build_outboxes
+from reconciler.app import assemble
 from reconciler.engine.schema import mtn_orders
 
 
@@ -26,8 +25,7 @@ def add_mtn_orders(engine: Engine, count: int, due_at: datetime | None = None, p
 
 
 def job_context(engine: Engine, config: Config, clock: Clock, worker: str = "test-worker") -> JobContext:
-    return JobContext(config=config, engine=engine, worker_id=worker, stop=threading.Event(), clock=clock,
-                      outboxes=build_outboxes(config, engine, worker, clock))
+    return assemble(config, engine, worker_id=worker, clock=clock).context
 
 
 def queue_events(engine: Engine, events: list[Event], at: datetime, order_table: str = "mtn_orders") -> list[str]:

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from reconciler.cli import cli
+from reconciler.cli.root import cli
 from reconciler.config import ConfigError, env_var_for, iter_settings, load_config
 
 CONFIG_YAML = Path(__file__).resolve().parent.parent / "config.yaml"

@@ -1,4 +1,2 @@
-"""The `reconciler` command line. Exit codes: 0 ok, 1 failure, 2 usage or config error."""
-from reconciler.cli.root import cli, main
-
-__all__ = ["cli", "main"]
+"""The `reconciler` command line (the root group is in cli.root). Exit codes: 0 ok, 1 failure, 2 usage or
+config error."""

@@ -25,15 +25,15 @@ import click
 from sqlalchemy import Engine
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from reconciler.app import assemble
 from reconciler.engine.clock import utcnow
 from reconciler.config import Config, load_config
 from reconciler.engine.db import make_engine
 from reconciler.providers.mtn.fake import PHP_WARNING, FakeMtn, MtnFaults
 from reconciler.http.listener import HttpListener, Request, Response
 from reconciler.engine.migrate import migrate
-from reconciler.providers.mtn.webhook_route import mtn_webhook_route
-from reconciler.providers.mtn.orders import count_rows, enqueue_mtn, mtn_orders_in, transitions_from
-from reconciler.engine.outbox import table_stats
+from reconciler.engine.stats import count_rows, table_stats, transitions_from
+from reconciler.providers.mtn.orders import enqueue_mtn, mtn_orders_in
 from reconciler.engine.schema import (
     DEAD, IN_DOUBT, IN_FLIGHT, ORDER_STATUSES, QUEUED, TERMINAL_STATUSES, inbound_webhooks, mtn_orders,
     webhook_deliveries,
@@ -82,19 +82,19 @@ def run_demo(db_path: Path, count: int) -> bool:
     migrate(engine)
     mtn_secret = secrets.token_hex(16)
     notifications = Notifications("whsec_" + base64.b64encode(os.urandom(24)).decode())
-    with contextlib.ExitStack() as running:  # stopped in reverse: daemon, fake reseller, listeners
+    with contextlib.ExitStack() as running:  # stopped in reverse: daemon, listeners, fake reseller
         receiver = HttpListener("127.0.0.1", 0, 65536, {("POST", "/notify"): notifications.receive}).start()
         running.callback(receiver.stop)
-        public = HttpListener("127.0.0.1", 0, 1_048_576, {
-            ("POST", "/api/webhook/mtn"): mtn_webhook_route(engine, mtn_secret)}).start()
-        running.callback(public.stop)
         fake = FakeMtn(api_key=secrets.token_hex(16), webhook_secret=mtn_secret, balance=100_000.0,
-                       faults=faults(), rng=random.Random(7), auto_process_seconds=0.3,
-                       webhook_url=f"http://127.0.0.1:{public.port}/api/webhook/mtn").start()
+                       faults=faults(), rng=random.Random(7), auto_process_seconds=0.3).start()
         running.callback(fake.stop)
         config = demo_config(f"sqlite:///{db_path}", fake, mtn_secret, notifications.secret)
         stop = threading.Event()
-        daemon = threading.Thread(target=_run_daemon, args=(config, engine, stop), name="demo-daemon", daemon=True)
+        assembly = assemble(config, engine, stop=stop)  # the daemon exactly as `reconciler run` builds it
+        public = assembly.public_listener().start()
+        running.callback(public.stop)
+        fake.webhook_url = f"http://127.0.0.1:{public.port}/api/webhook/mtn"
+        daemon = threading.Thread(target=assembly.daemon().run, name="demo-daemon", daemon=True)
         daemon.start()
         running.callback(daemon.join, config.daemon.shutdown_grace_seconds + 5)
         running.callback(stop.set)
@@ -120,6 +120,7 @@ def demo_config(db_url: str, fake: FakeMtn, mtn_secret: str, notify_secret: str)
         "RECONCILER_DATABASE_URL": db_url,
         "RECONCILER_MTN_BASE_URL": fake.url, "RECONCILER_MTN_API_KEY": fake.api_key,
         "RECONCILER_MTN_WEBHOOK_SECRET": mtn_secret, "RECONCILER_NOTIFY_WEBHOOK_SECRET": notify_secret,
+        "RECONCILER_RECEIVER_HOST": "127.0.0.1", "RECONCILER_RECEIVER_PORT": "0",
         "RECONCILER_MTN_CONNECT_TIMEOUT_SECONDS": "1", "RECONCILER_MTN_REQUEST_TIMEOUT_SECONDS": "2",
         "RECONCILER_MTN_POLL_INTERVAL_SECONDS": "0.2", "RECONCILER_MTN_RECONCILE_INTERVAL_SECONDS": "2",
         "RECONCILER_MTN_IN_DOUBT_GRACE_SECONDS": "5", "RECONCILER_MTN_RETRY_SCHEDULE_SECONDS": "1,2,3",
@@ -220,15 +221,3 @@ def summary(engine: Engine, fake: FakeMtn, notifications: Notifications, count: 
     bad = f", {notifications.bad} refused for a bad signature" if notifications.bad else ""
     click.echo(f"customer notifications: {deliveries.get('delivered', 0)} delivered, {deliveries.get(DEAD, 0)} dead; "
                f"the shop verified {len(notifications.ids)} signatures ({kinds}){bad}")
-
-
-def _run_daemon(config: Config, engine: Engine, stop: threading.Event) -> None:
-    from jobs import default_jobs
-    from reconciler.engine.daemon import Daemon, new_worker_id
-    from reconciler.engine.job import JobContext
-    from reconciler.outboxes import build_outboxes
-
-    worker_id = new_worker_id()
-    ctx = JobContext(config=config, engine=engine, worker_id=worker_id,
-                     outboxes=build_outboxes(config, engine, worker_id), stop=stop, clock=utcnow)
-    Daemon(ctx, default_jobs(config)).run()

@@ -8,17 +8,21 @@ import threading
 
 import click
 
-from reconciler.providers.mtn.cli import balance, enqueue, reconcile, retry
+from sqlalchemy import Engine
+
+from reconciler.app import PROVIDERS, assemble
+from reconciler.cli.demo import demo
 from reconciler.cli.support import App
 from reconciler.cli.webhooks import webhooks
-from reconciler.engine.clock import utcnow
-from reconciler.cli.demo import demo
-from reconciler.engine.migrate import migrate
-from reconciler.engine.outbox import table_stats
 from reconciler.coordination.pauses import Pauses
 from reconciler.coordination.provider_state import load_states
-from reconciler.webhooks.endpoints import WEBHOOK_PAUSE_PREFIX
+from reconciler.engine.clock import utcnow
+from reconciler.engine.migrate import migrate
 from reconciler.engine.schema import DEAD, OUTBOX_TABLES, STATUSES_BY_TABLE
+from reconciler.engine.startup import wait_for_schema
+from reconciler.engine.stats import table_stats
+from reconciler.webhooks.endpoints import WEBHOOK_PAUSE_PREFIX
+
 
 @click.group()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="RECONCILER_CONFIG",
@@ -83,7 +87,7 @@ def status(app: App, as_json: bool) -> None:
         click.echo(f"{name}: {flow}{balance}")
 
 
-def provider_reports(engine) -> dict[str, dict]:
+def provider_reports(engine: Engine) -> dict[str, dict]:
     """Why a provider's orders may be waiting: its pause, and its last balance reading."""
     balances = {state.provider: state for state in load_states(engine)}
     paused = {p.key: p for p in Pauses(engine).all_paused() if not p.key.startswith(WEBHOOK_PAUSE_PREFIX)}
@@ -102,15 +106,6 @@ def provider_reports(engine) -> dict[str, dict]:
 @click.pass_obj
 def run(app: App) -> None:
     """Run the daemon until SIGTERM or SIGINT."""
-    from jobs import default_jobs
-    from reconciler.http.admin import admin_listener, database_reachable
-    from reconciler.engine.daemon import Daemon, new_worker_id
-    from reconciler.engine.job import JobContext
-    from reconciler.providers.mtn.webhook_route import mtn_webhook_route
-    from reconciler.outboxes import build_outboxes
-    from reconciler.http.listener import HttpListener
-    from reconciler.engine.startup import wait_for_schema
-
     config = app.config
     logging.basicConfig(level=config.daemon.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop = threading.Event()
@@ -120,15 +115,10 @@ def run(app: App) -> None:
     engine = app.engine()
     if not wait_for_schema(engine, stop):
         return
-    worker_id = new_worker_id()
-    ctx = JobContext(config=config, engine=engine, worker_id=worker_id,
-                     outboxes=build_outboxes(config, engine, worker_id), stop=stop, clock=utcnow)
-    daemon = Daemon(ctx, default_jobs(config))
-    admin = admin_listener(config.admin.host, config.admin.port, alive=daemon.is_alive,
-                           ready=lambda: database_reachable(engine)).start()
-    public = HttpListener(config.receiver.host, config.receiver.port, config.receiver.max_body_bytes, {
-        ("POST", "/api/webhook/mtn"): mtn_webhook_route(engine, config.mtn.webhook_secret),
-    }).start()
+    assembly = assemble(config, engine, stop=stop)
+    daemon = assembly.daemon()
+    admin = assembly.admin_listener(daemon).start()
+    public = assembly.public_listener().start()
     log = logging.getLogger("reconciler")
     log.info("admin listener on %s:%d", config.admin.host, admin.port)
     log.info("public listener on %s:%d", config.receiver.host, public.port)
@@ -139,7 +129,16 @@ def run(app: App) -> None:
         admin.stop()
 
 
-for command in (webhooks, enqueue, retry, balance, reconcile, demo):
+@cli.group()
+def enqueue() -> None:
+    """Insert an order as a shop system would."""
+
+
+for provider in PROVIDERS:
+    enqueue.add_command(provider.enqueue_command())
+    for command in provider.commands():
+        cli.add_command(command)
+for command in (webhooks, demo):
     cli.add_command(command)
 
 

@@ -28,18 +28,6 @@ DATABASE_ERRORS = Counter(
 LOOP_LAST_TICK = Gauge(
     "reconciler_loop_last_tick_timestamp_seconds", "Unix time the daemon's main loop last ran")
 
-WEBHOOK_DELIVERIES = Counter(
-    "reconciler_webhook_deliveries_total",
-    "Webhook deliveries handled, by outcome (delivered, retry, dead, deferred)", ["outcome"])
-WEBHOOK_ATTEMPTS = Counter(
-    "reconciler_webhook_attempts_total", "HTTP attempts to deliver a webhook, by result (ok or an error class)",
-    ["result"])
-WEBHOOK_DELIVERY_DURATION = Histogram(
-    "reconciler_webhook_delivery_duration_seconds", "Time one delivery attempt took, until the answer or the error",
-    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0))
-WEBHOOK_ENDPOINTS_PAUSED = Gauge(
-    "reconciler_webhook_endpoints_paused", "Endpoints whose circuit breaker currently pauses deliveries")
-
 INBOUND_WEBHOOKS = Counter(
     "reconciler_inbound_webhooks_total",
     "Provider webhooks received, by result (stored, duplicate, bad_signature, bad_request, not_configured)",
@@ -48,14 +36,3 @@ INBOUND_WEBHOOKS = Counter(
 PROVIDER_PAUSED = Gauge(
     "reconciler_provider_paused", "1 while a provider's order flow is paused, by reason (unauthorised, "
     "insufficient_balance, rate_limited)", ["provider", "reason"])
-PROVIDER_BALANCE = Gauge("reconciler_provider_balance", "The provider account's last balance reading", ["provider"])
-MTN_SUBMISSIONS = Counter(
-    "reconciler_mtn_submissions_total",
-    "MTN orders handled by the submit job, by result (submitted, in_doubt, failed, rejected, retry, dead, "
-    "deferred)", ["result"])
-MTN_SETTLED = Counter(
-    "reconciler_mtn_settled_total", "MTN orders settled, by what told us (webhook, history) and the new status",
-    ["source", "status"])
-MTN_RECONCILE_RUNS = Counter(
-    "reconciler_mtn_reconcile_runs_total", "History reconciliation cycles, by result (ok, history_unavailable)",
-    ["result"])

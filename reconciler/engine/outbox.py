@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from sqlalchemy import Engine, RowMapping, Table, func, select, update
+from sqlalchemy import Engine, RowMapping, Table, select, update
 
 from reconciler.engine import metrics
 from reconciler.engine.clock import Clock, utcnow
 from reconciler.engine.events import Event, emit_events
-from reconciler.engine.drivers.postgres import IN_FLIGHT_SQL, QUEUED_SQL, Transition, queries_for, record_history
+from reconciler.engine.drivers.postgres import IN_FLIGHT_SQL, Transition, queries_for, record_history
 from reconciler.engine.schema import DEAD, IN_DOUBT, IN_FLIGHT, QUEUED
 
 
@@ -36,15 +36,43 @@ class Outcome:
 
 
 @dataclass(frozen=True)
-class FinaliseResult:
-    finalised: list[int]
-    lost: list[int]  # this worker's lease had been rescued: the outcome was not written
+class RetryPolicy:
+    """The one retry budget of an outbox: a delay per attempt, with jitter; past the schedule, dead."""
+
+    schedule_seconds: tuple[float, ...]
+    jitter: float = 0.2
+
+    def exhausted(self, attempts: int) -> bool:
+        """Has a row that made `attempts` attempts used up its budget?"""
+        return attempts > len(self.schedule_seconds)
+
+    def delay_seconds(self, attempts: int, rng: Callable[[], float]) -> float:
+        return self.schedule_seconds[attempts - 1] * (1 + self.jitter * (2 * rng() - 1))
 
 
 @dataclass(frozen=True)
-class TableStats:
-    counts: dict[str, int]
-    oldest_queued_age_seconds: float  # 0 when nothing is due
+class OutboxPolicy:
+    """What an outbox's owner (a provider, the webhook sender) declares: its table, its retry schedule, and
+    where a rescued lease goes: in_doubt when the work may have reached the other side and cannot be
+    repeated safely, queued when repeating it is harmless."""
+
+    table: Table
+    retry_schedule_seconds: tuple[float, ...]
+    rescue_status: str
+
+    @property
+    def retries(self) -> RetryPolicy:
+        return RetryPolicy(self.retry_schedule_seconds)
+
+    def outbox(self, engine: Engine, worker_id: str, lease_seconds: float, clock: Clock = utcnow) -> "Outbox":
+        return Outbox(engine, self.table, worker_id, lease_seconds=lease_seconds, clock=clock,
+                      retry_schedule_seconds=self.retry_schedule_seconds, rescue_status=self.rescue_status)
+
+
+@dataclass(frozen=True)
+class FinaliseResult:
+    finalised: list[int]
+    lost: list[int]  # this worker's lease had been rescued: the outcome was not written
 
 
 class Outbox:
@@ -59,10 +87,9 @@ class Outbox:
         self.table = table
         self.worker_id = worker_id
         self.lease = timedelta(seconds=lease_seconds)
-        self.retry_schedule = list(retry_schedule_seconds)
+        self.retries = RetryPolicy(tuple(retry_schedule_seconds), jitter)
         self.rescue_status = rescue_status
         self.clock = clock
-        self.jitter = jitter
         self.rng = rng
         self._queries = queries_for(engine, table)
 
@@ -117,10 +144,10 @@ class Outbox:
         """Queue the row again after the schedule's next delay with jitter (or the delay the other side
         asked for, e.g. Retry-After), or `dead` when the schedule has run out."""
         attempts = row["attempts"]
-        if attempts > len(self.retry_schedule):
+        if self.retries.exhausted(attempts):
             return Outcome(row["id"], DEAD, "retries_exhausted", {"last_error": error})
         if delay_seconds is None:
-            delay_seconds = self.retry_schedule[attempts - 1] * (1 + self.jitter * (2 * self.rng() - 1))
+            delay_seconds = self.retries.delay_seconds(attempts, self.rng)
         return Outcome(row["id"], QUEUED, cause,
                        {"last_error": error, "next_attempt_at": self.clock() + timedelta(seconds=delay_seconds)})
 
@@ -200,20 +227,6 @@ def requeue(engine: Engine, table: Table, row_ids: Sequence[int], actor: str, ca
             **dict(reset or {}), status=QUEUED, attempts=0, next_attempt_at=now, last_error=None, updated_at=now))
         record_history(conn, t.name, [(i, s, QUEUED, cause) for i, s in before.items()], actor, now)
     return sorted(before)
-
-
-def table_stats(engine: Engine, table: Table, now: datetime) -> TableStats:
-    """Rows by status and how long the longest-waiting due row has waited (read through the claim index)."""
-    t = table
-    with engine.connect() as conn:
-        counts = dict(conn.execute(select(t.c.status, func.count()).group_by(t.c.status)).all())
-        oldest_due = conn.scalar(
-            select(t.c.next_attempt_at)
-            .where(t.c.status == QUEUED_SQL, t.c.next_attempt_at <= now)
-            .order_by(t.c.next_attempt_at, t.c.id)
-            .limit(1))
-    age = (now - oldest_due).total_seconds() if oldest_due is not None else 0.0
-    return TableStats(counts, max(age, 0.0))
 
 
 class Batch:

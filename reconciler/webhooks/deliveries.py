@@ -1,4 +1,4 @@
-"""Webhook deliveries as ops see them: the attempt log, listing, and choosing what to replay."""
+"""Webhook deliveries: their outbox policy, the attempt log, listing, and choosing what to replay."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -6,7 +6,9 @@ from typing import Sequence
 
 from sqlalchemy import Engine, RowMapping, insert, or_, select
 
-from reconciler.engine.schema import webhook_attempts as attempts, webhook_deliveries as deliveries
+from reconciler.config import Config
+from reconciler.engine.outbox import OutboxPolicy
+from reconciler.engine.schema import QUEUED, webhook_attempts as attempts, webhook_deliveries as deliveries
 
 
 def log_attempt(engine: Engine, **attempt: object) -> None:
@@ -42,3 +44,8 @@ def attempts_of(engine: Engine, delivery_ids: Sequence[int]) -> dict[int, list[R
         for row in rows:
             found.setdefault(row["delivery_id"], []).append(row)
     return found
+
+
+def delivery_outbox_policy(config: Config) -> OutboxPolicy:
+    """A delivery whose lease was rescued is simply sent again: the receiver dedupes on the webhook-id."""
+    return OutboxPolicy(deliveries, config.partner.retry_schedule_seconds, rescue_status=QUEUED)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from decimal import Decimal
 from datetime import timedelta
 
@@ -13,12 +12,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.factories import add_mtn_orders
 from jobs import refresh_metrics
 from reconciler.http.admin import admin_listener, database_reachable
-from reconciler.cli import cli
+from reconciler.cli.root import cli
 from reconciler.config import Config
 from reconciler.engine.db import make_engine
-from reconciler.engine.job import JobContext
 from reconciler.engine.outbox import Outbox, Outcome
-from reconciler.outboxes import build_outboxes
+from reconciler.app import assemble
 from reconciler.coordination.pauses import Pauses
 from reconciler.coordination.provider_state import record_balance
 from reconciler.engine.schema import mtn_orders
@@ -62,8 +60,7 @@ def test_metrics_export_outbox_state_and_activity(engine, clock):
         before = scrape(server.port)  # counters are process-wide: compare deltas
         seed(engine, clock)
         config = Config()
-        ctx = JobContext(config=config, engine=engine, worker_id="w", stop=threading.Event(), clock=clock,
-                         outboxes=build_outboxes(config, engine, "w", clock))
+        ctx = assemble(config, engine, worker_id="w", clock=clock).context
         refresh_metrics.run(ctx)
         after = scrape(server.port)
     finally:

@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 from tests.factories import job_context, queue_events
 from jobs import refresh_metrics
 from jobs.deliver_webhooks import DeliverWebhooks
-from reconciler.cli import cli
+from reconciler.cli.root import cli
 from reconciler.engine.events import PARTNER, Event
 from tests.webhooks.test_delivery import config, deliveries, new_secret
 from tests.webhook_receiver import Answer, Receiver

@@ -18,7 +18,7 @@ from reconciler.engine.daemon import Daemon, JobRunner, new_worker_id
 from reconciler.engine.db import make_engine
 from reconciler.engine.job import Job, JobContext
 from reconciler.engine.outbox import Outcome
-from reconciler.outboxes import build_outboxes
+from reconciler.app import assemble
 from reconciler.engine.schema import mtn_orders
 
 UNREACHABLE_PG = "postgresql://postgres@127.0.0.1:1/nothing"
@@ -28,8 +28,7 @@ def context(engine, clock=None, grace: float = 5.0) -> JobContext:
     config = Config(daemon=DaemonConfig(shutdown_grace_seconds=grace))
     worker = new_worker_id()
     clock = clock or utcnow
-    return JobContext(config=config, engine=engine, worker_id=worker, stop=threading.Event(), clock=clock,
-                      outboxes=build_outboxes(config, engine, worker, clock))
+    return assemble(config, engine, worker_id=worker, clock=clock).context
 
 
 def runs(job: str, result: str) -> float:

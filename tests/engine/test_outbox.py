@@ -14,7 +14,8 @@ from sqlalchemy.exc import DBAPIError
 from tests.factories import add_mtn_orders
 from reconciler.engine.clock import utcnow
 from reconciler.engine.db import hot_path_engine, make_engine
-from reconciler.engine.outbox import Outbox, Outcome, table_stats
+from reconciler.engine.outbox import Outbox, Outcome
+from reconciler.engine.stats import table_stats
 from reconciler.engine.drivers.postgres import PostgresQueries
 from reconciler.engine.schema import mtn_orders, status_history, webhook_deliveries
 

@@ -14,6 +14,7 @@ from typing import Iterable
 from sqlalchemy import Engine
 
 from reconciler.engine import metrics
+from reconciler.providers.mtn import metrics as mtn_metrics
 from reconciler.config import MtnConfig
 from reconciler.providers.mtn.client import PROVIDER, MtnClient, MtnError, MtnInsufficientBalance, MtnRateLimited, MtnUnauthorised
 from reconciler.coordination.pauses import Pause, Pauses
@@ -100,7 +101,7 @@ class MtnAccount:
     def _fetch_balance(self, now: datetime) -> Decimal:
         balance = self.client.balance()
         record_balance(self.engine, PROVIDER, balance, now)
-        metrics.PROVIDER_BALANCE.labels(PROVIDER).set(float(balance))
+        mtn_metrics.PROVIDER_BALANCE.labels(PROVIDER).set(float(balance))
         return balance
 
     def _pause(self, reason: str, now: datetime, why: str, seconds: float | None = None) -> Pause:

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 
 from reconciler.cli.support import App, When, actor
 from reconciler.engine.clock import utcnow
-from reconciler.providers.mtn.client import PROVIDER, MtnError
+from reconciler.providers.mtn.client import PROVIDER, MtnError, mtn_client
 from reconciler.providers.mtn.orders import AmbiguousOrder, DuplicateOrder, enqueue_mtn, find_mtn_order, retry_mtn_order
 from reconciler.engine.schema import COMPLETED, IN_DOUBT, IN_FLIGHT, SUBMITTED
 
@@ -26,12 +26,7 @@ REFUSALS = {
 }
 
 
-@click.group()
-def enqueue() -> None:
-    """Insert an order as a shop system would."""
-
-
-@enqueue.command("mtn")
+@click.command("mtn")
 @click.option("--phone", required=True, help="Recipient phone as the shop got it, e.g. '024 123 4567'.")
 @click.option("--size", "size_gb", required=True, type=click.IntRange(min=1), help="Bundle size in GB.")
 @click.option("--shop-order-id", help="The shop's order id (default: a new cli-... id).")
@@ -74,7 +69,6 @@ def balance(app: App) -> None:
 
     The reading is kept in provider_state, where the daemon's submit flow finds it."""
     from reconciler.coordination.provider_state import record_balance
-    from reconciler.providers.mtn.provider import mtn_client
 
     config = app.require("mtn.base_url")
     engine = app.engine()
@@ -98,14 +92,14 @@ def reconcile(app: App, ref: str | None, since: datetime | None) -> None:
     One reconciliation cycle over unsettled (in doubt, submitted) and recently completed orders, as the
     daemon runs every mtn.reconcile_interval_seconds."""
     from jobs.reconcile_mtn import ReconcileMtn
-    from reconciler.providers.mtn.provider import mtn_client
+    from reconciler.providers.mtn.provider import outbox_policy
 
     if ref is not None and since is not None:
         raise click.UsageError("give --order or --since, not both")
     config = app.require("mtn.base_url")
     engine = app.engine()
     only = _selection(engine, ref, since)
-    job = ReconcileMtn(config.mtn, mtn_client(config, engine))
+    job = ReconcileMtn(config.mtn, outbox_policy(config).retries, mtn_client(config, engine))
     with _progressbar("reconciling") as progress:
         report = job.cycle(engine, utcnow, actor(), only=only, progress=progress)
     if report is None:

@@ -21,7 +21,11 @@ from typing import Any, Callable
 import requests
 from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnectionError
 
-from reconciler.http.audit import ApiCall
+from sqlalchemy import Engine
+
+from reconciler.config import Config
+from reconciler.engine.clock import Clock, utcnow
+from reconciler.http.audit import ApiCall, AuditLog
 from reconciler.providers.mtn.phones import RecipientRejected, normalise_phone
 
 PROVIDER = "mtn"
@@ -300,3 +304,11 @@ def _seconds(retry_after: str | None) -> float | None:
 
 def _excerpt(value: object) -> str:
     return " ".join(str(value).split())[:200]
+
+
+def mtn_client(config: Config, engine: Engine, clock: Clock = utcnow, audit: AuditLog | None = None) -> MtnClient:
+    """The client as the daemon and the CLI use it, built from the config. `audit`: where calls are recorded;
+    by default each is written at once."""
+    settings = config.mtn
+    return MtnClient(settings.base_url, settings.api_key, settings.request_timeout_seconds,
+                     settings.connect_timeout_seconds, audit=audit or AuditLog(engine, clock))

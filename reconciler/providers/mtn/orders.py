@@ -2,15 +2,14 @@
 one again as a new attempt, and the counts the demo reports."""
 from __future__ import annotations
 
-from collections import Counter
 from datetime import datetime
 from typing import Sequence
 
-from sqlalchemy import Engine, RowMapping, Table, func, or_, select
+from sqlalchemy import Engine, RowMapping, or_, select
 
 from reconciler.engine.db import insert_ignoring_conflicts
 from reconciler.engine.outbox import requeue
-from reconciler.engine.schema import DEAD, FAILED, QUEUED, REJECTED, mtn_orders, status_history
+from reconciler.engine.schema import DEAD, FAILED, QUEUED, REJECTED, mtn_orders
 
 RETRYABLE = (FAILED, REJECTED, DEAD, QUEUED)
 # A retried order is a new attempt: nothing of the reseller's order, nor the recipient lock, carries over.
@@ -65,18 +64,3 @@ def mtn_orders_in(engine: Engine, statuses: Sequence[str]) -> list[RowMapping]:
         return list(conn.execute(select(t.c.shop_order_id, t.c.status, t.c.recipient_phone, t.c.size_gb,
                                         t.c.reject_reason, t.c.last_error)
                                  .where(t.c.status.in_(list(statuses))).order_by(t.c.id)).mappings())
-
-
-def transitions_from(engine: Engine, table: Table, from_status: str) -> Counter[tuple[str, str]]:
-    """How often rows left `from_status`, by (to_status, cause)."""
-    h = status_history
-    with engine.connect() as conn:
-        rows = conn.execute(select(h.c.to_status, h.c.cause, func.count())
-                            .where(h.c.table_name == table.name, h.c.from_status == from_status)
-                            .group_by(h.c.to_status, h.c.cause)).all()
-    return Counter({(to_status, cause): count for to_status, cause, count in rows})
-
-
-def count_rows(engine: Engine, table: Table) -> int:
-    with engine.connect() as conn:
-        return conn.scalar(select(func.count()).select_from(table))

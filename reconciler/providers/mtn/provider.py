@@ -1,16 +1,61 @@
-"""Provider clients as the daemon and the CLI use them: built from the config, auditing every call."""
+"""The MTN data-bundle reseller as the daemon sees it: its outbox, jobs, webhook route, commands, metrics."""
 from __future__ import annotations
 
+from typing import Sequence
+
+import click
+from prometheus_client.metrics import MetricWrapperBase
 from sqlalchemy import Engine
 
-from reconciler.http.audit import AuditLog
-from reconciler.engine.clock import Clock, utcnow
+from jobs import apply_mtn_webhooks
+from jobs.reconcile_mtn import ReconcileMtn
+from jobs.submit_mtn import SubmitMtn
 from reconciler.config import Config
-from reconciler.providers.mtn.client import MtnClient
+from reconciler.engine.clock import Clock
+from reconciler.engine.job import Job
+from reconciler.engine.outbox import OutboxPolicy
+from reconciler.engine.schema import IN_DOUBT, mtn_orders
+from reconciler.http.listener import Route
+from reconciler.providers.base import RouteKey
+from reconciler.providers.mtn import metrics
+from reconciler.providers.mtn.cli import balance, enqueue_mtn_order, reconcile, retry
+from reconciler.providers.mtn.webhook_route import mtn_webhook_route
 
 
-def mtn_client(config: Config, engine: Engine, clock: Clock = utcnow, audit: AuditLog | None = None) -> MtnClient:
-    """`audit`: where calls are recorded; by default each is written at once."""
-    settings = config.mtn
-    return MtnClient(settings.base_url, settings.api_key, settings.request_timeout_seconds,
-                     settings.connect_timeout_seconds, audit=audit or AuditLog(engine, clock))
+def outbox_policy(config: Config) -> OutboxPolicy:
+    """The reseller takes no idempotency key: a rescued submission may have reached it, so it is in doubt."""
+    return OutboxPolicy(mtn_orders, config.mtn.retry_schedule_seconds, rescue_status=IN_DOUBT)
+
+
+class MtnProvider:
+    name = "mtn"
+
+    def configured(self, config: Config) -> bool:
+        return bool(config.mtn.base_url)
+
+    def outboxes(self, config: Config) -> Sequence[OutboxPolicy]:
+        return [outbox_policy(config)]
+
+    def jobs(self, config: Config) -> Sequence[Job]:
+        settings = config.mtn
+        return [
+            Job("submit_mtn", settings.poll_interval_seconds, SubmitMtn(config).run),
+            Job("apply_mtn_webhooks", settings.poll_interval_seconds, apply_mtn_webhooks.run),
+            Job("reconcile_mtn", settings.reconcile_interval_seconds,
+                ReconcileMtn(settings, outbox_policy(config).retries).run),
+        ]
+
+    def routes(self, config: Config, engine: Engine, clock: Clock) -> dict[RouteKey, Route]:
+        return {("POST", "/api/webhook/mtn"): mtn_webhook_route(engine, config.mtn.webhook_secret, clock)}
+
+    def commands(self) -> Sequence[click.Command]:
+        return [retry, balance, reconcile]
+
+    def enqueue_command(self) -> click.Command:
+        return enqueue_mtn_order
+
+    def metrics(self) -> Sequence[MetricWrapperBase]:
+        return [metrics.PROVIDER_BALANCE, metrics.MTN_SUBMISSIONS, metrics.MTN_SETTLED, metrics.MTN_RECONCILE_RUNS]
+
+
+MTN = MtnProvider()

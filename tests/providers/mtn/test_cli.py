@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from tests.factories import job_context
-from reconciler.cli import cli
+from reconciler.cli.root import cli
 from reconciler.config import load_config
 from reconciler.providers.mtn.fake import FakeMtn, MtnFaults
 from reconciler.providers.mtn.client import MtnClient

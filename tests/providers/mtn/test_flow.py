@@ -15,6 +15,7 @@ from sqlalchemy import Engine, insert, select
 
 from jobs import apply_mtn_webhooks
 from jobs.reconcile_mtn import ReconcileMtn
+from reconciler.providers.mtn.provider import outbox_policy
 from jobs.submit_mtn import SubmitMtn
 from reconciler.config import Config
 from reconciler.providers.mtn.fake import FakeMtn
@@ -38,7 +39,7 @@ class Flow:
     def __post_init__(self) -> None:
         self.ctx = job_context(self.engine, self.config, self.clock)
         self.submit_job = SubmitMtn(self.config)
-        self.reconcile_job = ReconcileMtn(self.config.mtn)
+        self.reconcile_job = ReconcileMtn(self.config.mtn, outbox_policy(self.config).retries)
 
     def submit(self) -> None:
         self.submit_job.run(self.ctx)

@@ -1,0 +1,42 @@
+"""What a provider brings to the daemon. reconciler.app assembles the configured providers' pieces; the engine,
+http, coordination and webhooks packages never import a provider."""
+from __future__ import annotations
+
+from typing import Protocol, Sequence
+
+import click
+from prometheus_client.metrics import MetricWrapperBase
+from sqlalchemy import Engine
+
+from reconciler.config import Config
+from reconciler.engine.clock import Clock
+from reconciler.engine.job import Job
+from reconciler.engine.outbox import OutboxPolicy
+from reconciler.http.listener import Route
+
+RouteKey = tuple[str, str]  # (method, path)
+
+
+class Provider(Protocol):
+    name: str
+
+    def configured(self, config: Config) -> bool:
+        """Is this provider's flow switched on (its jobs run, its routes answer)?"""
+
+    def outboxes(self, config: Config) -> Sequence[OutboxPolicy]:
+        """Its outbox tables with their retry policy; declared even when the flow is off, so leases are rescued."""
+
+    def jobs(self, config: Config) -> Sequence[Job]:
+        """Its periodic jobs (modules of jobs/), run only when the provider is configured."""
+
+    def routes(self, config: Config, engine: Engine, clock: Clock) -> dict[RouteKey, Route]:
+        """Its routes on the public listener."""
+
+    def commands(self) -> Sequence[click.Command]:
+        """Its top-level CLI commands."""
+
+    def enqueue_command(self) -> click.Command:
+        """`reconciler enqueue <name>`: insert an order as a shop would."""
+
+    def metrics(self) -> Sequence[MetricWrapperBase]:
+        """Its Prometheus metrics (the engine's and the webhooks' are shared by all)."""

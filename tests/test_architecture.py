@@ -1,0 +1,46 @@
+"""The house rules that keep a second provider a new folder: read from the code's own imports."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PROVIDER_FREE = ("engine", "http", "coordination", "webhooks")
+SQL_BUILDERS = {"select", "insert", "update", "delete", "text", "bindparam", "literal_column"}
+
+
+def imports(path: Path) -> list[tuple[str, list[str]]]:
+    """(module, names) for every import in the file, wherever it stands (also inside functions)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, []) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.append((node.module, [alias.name for alias in node.names]))
+    return found
+
+
+@pytest.mark.parametrize("package", PROVIDER_FREE)
+def test_the_engine_and_its_shared_pieces_never_import_a_provider(package: str) -> None:
+    offenders = [f"{path.relative_to(ROOT)}: {module}"
+                 for path in sorted((ROOT / "reconciler" / package).rglob("*.py"))
+                 for module, names in imports(path)
+                 if module.startswith("reconciler.providers")
+                 or (module == "reconciler" and "providers" in names)]
+    assert offenders == []
+
+
+def test_jobs_hold_no_sql() -> None:
+    offenders = [f"{path.relative_to(ROOT)}: {module} {sorted(set(names) & SQL_BUILDERS)}"
+                 for path in sorted((ROOT / "jobs").glob("*.py"))
+                 for module, names in imports(path)
+                 if module.startswith("sqlalchemy") and set(names) & SQL_BUILDERS]
+    assert offenders == []
+
+
+def test_the_rule_reader_sees_imports_inside_functions(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text("def f():\n    from reconciler.providers.mtn.client import MtnClient\n")
+    assert imports(sample) == [("reconciler.providers.mtn.client", ["MtnClient"])]
