@@ -20,12 +20,11 @@ from sqlalchemy.exc import IntegrityError
 
 from reconciler.providers.mtn import metrics as mtn_metrics
 
-from reconciler.providers.mtn import events as mtn_events
+from reconciler.providers.mtn.events import ShopEvent, customer_events
 from reconciler.engine.clock import Clock
 from reconciler.config import MtnConfig
 from reconciler.engine.job import JobContext
-from reconciler.providers.mtn.client import FAILED as SAID_FAILED
-from reconciler.providers.mtn.client import PROVIDER, MtnClient, MtnError, ProviderOrder, mtn_client
+from reconciler.providers.mtn.client import PROVIDER, MtnClient, MtnError, ProviderOrder, ResellerStatus, mtn_client
 from reconciler.providers.mtn.settlement import find_match, settlement
 from reconciler.providers.mtn.store import expire_orphan_webhooks, owned_provider_ids, unsettled_orders, watched_orders
 from reconciler.engine.outbox import Outcome, RetryPolicy
@@ -71,7 +70,7 @@ class ReconcileMtn:
         watch = timedelta(hours=self.settings.completed_watch_hours)
         by_id = {said.id: said for said in history}
         unsettled = unsettled_orders(engine)
-        reversed_ids = [said.id for said in history if said.status == SAID_FAILED]
+        reversed_ids = [said.id for said in history if said.status == ResellerStatus.FAILED]
         orders = [o for o in unsettled + watched_orders(engine, reversed_ids, now - watch) if only(o)]
         unmatched = any(not o["provider_order_id"] for o in orders)
         owned = owned_provider_ids(engine, by_id) if unmatched else set()
@@ -117,7 +116,7 @@ class ReconcileMtn:
         error = "not in the reseller's history after the grace period: the attempt created no order"
         if self.retries.exhausted(order["attempts"]):
             return Outcome(order["id"], DEAD, "retries_exhausted", {"recipient_lock": None, "last_error": error},
-                           mtn_events.customer_events(order, mtn_events.DEAD, DEAD, reason=error))
+                           customer_events(order, ShopEvent.ORDER_DEAD, DEAD, reason=error))
         return Outcome(order["id"], QUEUED, "not_in_history",
                        {"recipient_lock": None, "next_attempt_at": now, "last_error": error})
 

@@ -19,7 +19,7 @@ from sqlalchemy import RowMapping
 
 from reconciler.providers.mtn import metrics as mtn_metrics
 
-from reconciler.providers.mtn import events as mtn_events
+from reconciler.providers.mtn.events import ShopEvent, customer_events
 from reconciler.http.audit import AuditLog
 from reconciler.config import Config
 from reconciler.engine.job import JobContext
@@ -149,7 +149,7 @@ class SubmitMtn:
             return Outcome(row["id"], IN_DOUBT, "in_doubt", {"submitted_at": sent_at, "last_error": exc.message})
         except MtnRejected as exc:
             return Outcome(row["id"], FAILED, "provider_rejected", {**NO_LOCK, "last_error": exc.message},
-                           mtn_events.customer_events(row, mtn_events.FAILED, FAILED, reason=exc.message))
+                           customer_events(row, ShopEvent.ORDER_FAILED, FAILED, reason=exc.message))
         except (MtnUnauthorised, MtnInsufficientBalance, MtnRateLimited) as exc:
             refused.set()
             paused = account.refused(exc, ctx.clock())
@@ -193,14 +193,14 @@ def record(batch: Batch, outcome: Outcome) -> None:
 def rejected(row: Mapping, rejection: RecipientRejected) -> Outcome:
     return Outcome(row["id"], REJECTED, rejection.reason, {"reject_reason": rejection.reason,
                                                            "last_error": rejection.detail},
-                   mtn_events.customer_events(row, mtn_events.REJECTED, REJECTED, reason=rejection.reason))
+                   customer_events(row, ShopEvent.ORDER_REJECTED, REJECTED, reason=rejection.reason))
 
 
 def retry(outbox: Outbox, row: Mapping, error: str) -> Outcome:
     """Certainly not sent: try again on the schedule, or give up as dead (and tell the shop)."""
     outcome = with_fields(outbox.retry(row, error), NO_LOCK)
     if outcome.status == DEAD:
-        return replace(outcome, events=mtn_events.customer_events(row, mtn_events.DEAD, DEAD, reason=error))
+        return replace(outcome, events=customer_events(row, ShopEvent.ORDER_DEAD, DEAD, reason=error))
     return outcome
 
 

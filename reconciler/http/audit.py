@@ -1,5 +1,5 @@
-"""The api_calls audit: every provider request and its answer. Clients never pass headers here,
-so API keys and tokens cannot reach the table."""
+"""The api_calls audit: every provider request and its answer, linked to its order. Clients never pass
+headers here, so API keys and tokens cannot reach the table."""
 from __future__ import annotations
 
 import logging
@@ -25,6 +25,8 @@ class ApiCall:
     response_body: str | None
     error: str | None
     duration_ms: int
+    order_table: str | None = None  # the order the call was made for, when it was made for one
+    order_id: int | None = None
 
 
 class AuditLog:

@@ -9,33 +9,41 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
-import threading
 import re
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from enum import Enum
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable
-
-import requests
-from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnectionError
 
 from sqlalchemy import Engine
 
 from reconciler.config import Config
 from reconciler.engine.clock import Clock, utcnow
 from reconciler.http.audit import ApiCall, AuditLog
+from reconciler.http.client import Answer, HttpClient, OrderRef, TransportError
 from reconciler.providers.mtn.phones import RecipientRejected, normalise_phone
 
 PROVIDER = "mtn"
-PROCESSING, COMPLETED, FAILED = "processing", "completed", "failed"
+
+
+class ResellerStatus(Enum):
+    """What the reseller says of its own order, in three words of ours. Not an order status: an order moves
+    on what the reseller says (providers.mtn.settlement), and the reseller's own word is kept as raw_status."""
+
+    PROCESSING = "processing"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
 STATUS_WORDS = {
-    **dict.fromkeys(("success", "successful", "delivered", "fulfilled", "sent", "completed", "complete"), COMPLETED),
-    **dict.fromkeys(("error", "failed", "failure", "cancelled", "canceled", "rejected", "expired", "refunded"), FAILED),
-    **dict.fromkeys(("queued", "pending", "processing", "in_progress", "submitted", "accepted"), PROCESSING),
+    **dict.fromkeys(("success", "successful", "delivered", "fulfilled", "sent", "completed", "complete"),
+                    ResellerStatus.DELIVERED),
+    **dict.fromkeys(("error", "failed", "failure", "cancelled", "canceled", "rejected", "expired", "refunded"),
+                    ResellerStatus.FAILED),
+    **dict.fromkeys(("queued", "pending", "processing", "in_progress", "submitted", "accepted"),
+                    ResellerStatus.PROCESSING),
 }
-AUDIT_BODY_LIMIT = 4000
 _PLAN_SIZE = re.compile(r"(\d+)\s*GB", re.I)
 
 
@@ -81,7 +89,7 @@ class MtnInDoubt(MtnError):
 @dataclass(frozen=True)
 class ProviderOrder:
     id: str
-    status: str          # PROCESSING, COMPLETED or FAILED
+    status: ResellerStatus
     raw_status: str      # the provider's own word
     recipient_phone: str
     network: str
@@ -91,9 +99,10 @@ class ProviderOrder:
     updated_at: str
 
 
-def canonical_status(word: object) -> str:
+def canonical_status(word: object) -> ResellerStatus:
     """Unknown words count as still processing: only a known final word settles an order."""
-    return STATUS_WORDS.get(str(word or "").strip().lower().replace(" ", "_").replace("-", "_"), PROCESSING)
+    return STATUS_WORDS.get(str(word or "").strip().lower().replace(" ", "_").replace("-", "_"),
+                            ResellerStatus.PROCESSING)
 
 
 def parse_json(body: str) -> Any:
@@ -173,17 +182,15 @@ def _timestamp(value: object) -> datetime | None:
 
 class MtnClient:
     def __init__(self, base_url: str, api_key: str, timeout_seconds: float, connect_timeout_seconds: float = 5.0,
-                 audit: Callable[[ApiCall], None] | None = None) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.api_key = api_key
-        self.timeouts = (connect_timeout_seconds, timeout_seconds)
-        self.audit = audit
-        self._local = threading.local()  # one keep-alive session per thread
+                 audit: Callable[[ApiCall], None] | None = None, before_request: Callable[[], None] | None = None) -> None:
+        self.http = HttpClient(PROVIDER, base_url, connect_timeout_seconds=connect_timeout_seconds,
+                               read_timeout_seconds=timeout_seconds, audit=audit, before_request=before_request,
+                               headers={"X-API-KEY": api_key, "Accept": "application/json"})
 
-    def create_order(self, phone: str, network: str, size_gb: int) -> str:
+    def create_order(self, phone: str, network: str, size_gb: int, order: OrderRef | None = None) -> str:
         """Place an order; the provider's order id. Raises a MtnError subclass saying what is known."""
         document = self._call("POST", "/api/orders", {"recipient_phone": phone, "network": network,
-                                                       "size_gb": size_gb})
+                                                       "size_gb": size_gb}, order)
         order_id = document.get("order_id") if isinstance(document, dict) else None
         if not (isinstance(document, dict) and document.get("success") is True and order_id is not None):
             raise MtnInDoubt(f"unexpected answer to an order: {_excerpt(document)}", 200)
@@ -199,28 +206,18 @@ class MtnClient:
         except (KeyError, TypeError, InvalidOperation):
             raise MtnInDoubt(f"unreadable balance: {_excerpt(document)}", 200) from None
 
-    def _call(self, method: str, path: str, payload: dict | None = None) -> Any:
-        url = self.base_url + path
+    def _call(self, method: str, path: str, payload: dict | None = None, order: OrderRef | None = None) -> Any:
         body = json.dumps(payload) if payload is not None else None
-        started = time.perf_counter()
-        status, text, error = None, None, None
         try:
-            response = self._session().request(method, url, data=body, timeout=self.timeouts, allow_redirects=False,
-                                               headers={"Content-Type": "application/json"} if body else None)
-            status, text = response.status_code, response.text
-            return self._answer(status, text, response.headers.get("Retry-After"))
-        except requests.RequestException as exc:
-            error = type(exc).__name__
-            raise _transport_error(exc) from None
-        except MtnError as exc:
-            error = type(exc).__name__
-            raise
-        finally:
-            if self.audit is not None:
-                self.audit(ApiCall(PROVIDER, method, url, body, status, (text or "")[:AUDIT_BODY_LIMIT] or None,
-                                   error, int((time.perf_counter() - started) * 1000)))
+            answer = self.http.request(method, path, body, order=order,
+                                       headers={"Content-Type": "application/json"} if body else None)
+        except TransportError as exc:
+            raise (MtnInDoubt if exc.may_have_arrived else MtnUnreachable)(exc.detail) from None
+        return self._answer(answer)
 
-    def _answer(self, status: int, text: str, retry_after: str | None) -> Any:
+    @staticmethod
+    def _answer(answer: Answer) -> Any:
+        status, text = answer.status, answer.text
         try:
             document = parse_json(text)
         except ValueError:
@@ -235,22 +232,10 @@ class MtnClient:
         if status == 402:
             raise MtnInsufficientBalance(message or "insufficient balance", status)
         if status == 429:
-            raise MtnRateLimited(message or "rate limited", status, _seconds(retry_after))
+            raise MtnRateLimited(message or "rate limited", status, answer.retry_after_seconds())
         if 400 <= status < 500:
             raise MtnRejected(message or f"HTTP {status}", status)
         raise MtnInDoubt(f"HTTP {status}: {message}", status)
-
-    def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = requests.Session()
-            session.headers.update({"X-API-KEY": self.api_key, "Accept": "application/json"})
-            # The environment is read once here, not on every request: proxies and a CA bundle still apply,
-            # and ~/.netrc never adds credentials of its own to the reseller's API.
-            session.proxies = requests.utils.get_environ_proxies(self.base_url)
-            session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-            session.trust_env = False
-        return session
 
 
 @dataclass(frozen=True)
@@ -280,26 +265,6 @@ def parse_webhook(body: bytes) -> WebhookEvent:
     parsed = parse_order(order)
     key = f"{parsed.id}:{parsed.raw_status.lower()}:{parsed.updated_at or hashlib.sha256(body).hexdigest()}"
     return WebhookEvent(parsed, key)
-
-
-def _transport_error(exc: requests.RequestException) -> MtnError:
-    """Did the request leave this machine? Only a failure to connect proves it did not."""
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return MtnUnreachable("connect timeout")
-    reason = exc.args[0].reason if exc.args and isinstance(exc.args[0], MaxRetryError) else None
-    if isinstance(reason, (NewConnectionError, NameResolutionError)):
-        return MtnUnreachable(f"cannot connect: {type(reason).__name__}")
-    if isinstance(exc, requests.exceptions.Timeout):
-        return MtnInDoubt("timeout after sending")
-    return MtnInDoubt(f"connection lost: {type(exc).__name__}")
-
-
-def _seconds(retry_after: str | None) -> float | None:
-    """Retry-After in seconds (the HTTP-date form is not used by this provider)."""
-    try:
-        return max(float(retry_after), 0.0) if retry_after else None
-    except ValueError:
-        return None
 
 
 def _excerpt(value: object) -> str:

@@ -1,15 +1,24 @@
 """What a shop hears about its MTN order: one event per final outcome, sent to the order's notify_url."""
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any, Mapping
 
 from reconciler.engine.events import NOTIFY, Event
 
-COMPLETED, FAILED, REVERSED, REJECTED, DEAD = ("order.completed", "order.failed", "order.reversed",
-                                               "order.rejected", "order.dead")
+
+class ShopEvent(StrEnum):
+    """The event types a shop hears at an order's notify_url (not order statuses: `order.reversed` comes with
+    the status `failed`)."""
+
+    ORDER_COMPLETED = "order.completed"
+    ORDER_FAILED = "order.failed"
+    ORDER_REVERSED = "order.reversed"
+    ORDER_REJECTED = "order.rejected"
+    ORDER_DEAD = "order.dead"
 
 
-def customer_events(order: Mapping[str, Any], event_type: str, status: str, **data: Any) -> tuple[Event, ...]:
+def customer_events(order: Mapping[str, Any], event_type: ShopEvent, status: str, **data: Any) -> tuple[Event, ...]:
     """None when the shop gave no notify_url: the status in mtn_orders is then all it reads."""
     if not order["notify_url"]:
         return ()

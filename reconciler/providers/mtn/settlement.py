@@ -9,10 +9,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping
 
-from reconciler.providers.mtn import events as mtn_events
-from reconciler.providers.mtn.client import COMPLETED as SAID_COMPLETED
-from reconciler.providers.mtn.client import FAILED as SAID_FAILED
-from reconciler.providers.mtn.client import ProviderOrder
+from reconciler.providers.mtn.events import ShopEvent, customer_events
+from reconciler.providers.mtn.client import ProviderOrder, ResellerStatus
 from reconciler.engine.outbox import Outcome
 from reconciler.engine.schema import COMPLETED, FAILED, IN_DOUBT, SUBMITTED
 
@@ -24,21 +22,21 @@ def settlement(order: Order, said: ProviderOrder, now: datetime, watch: timedelt
     status = order["status"]
     seen = {"provider_status": said.raw_status, "provider_order_id": said.id}
     if status in (SUBMITTED, IN_DOUBT):
-        if said.status == SAID_COMPLETED:
+        if said.status == ResellerStatus.DELIVERED:
             return Outcome(order["id"], COMPLETED, cause, {**seen, "completed_at": now, "recipient_lock": None,
                                                            "last_error": None},
-                           mtn_events.customer_events(order, mtn_events.COMPLETED, COMPLETED,
+                           customer_events(order, ShopEvent.ORDER_COMPLETED, COMPLETED,
                                                       provider_order_id=said.id))
-        if said.status == SAID_FAILED:
+        if said.status == ResellerStatus.FAILED:
             return Outcome(order["id"], FAILED, cause, {**seen, "recipient_lock": None, "last_error": said.message},
-                           mtn_events.customer_events(order, mtn_events.FAILED, FAILED, provider_order_id=said.id,
+                           customer_events(order, ShopEvent.ORDER_FAILED, FAILED, provider_order_id=said.id,
                                                       reason=said.message))
         if status == IN_DOUBT:  # found in history, still processing: it was sent after all
             return Outcome(order["id"], SUBMITTED, cause, {**seen, "last_error": None})
         return None
-    if status == COMPLETED and said.status == SAID_FAILED and order["completed_at"] + watch > now:
+    if status == COMPLETED and said.status == ResellerStatus.FAILED and order["completed_at"] + watch > now:
         return Outcome(order["id"], FAILED, "reversed", {**seen, "last_error": f"reversed: {said.message}"},
-                       mtn_events.customer_events(order, mtn_events.REVERSED, FAILED, provider_order_id=said.id,
+                       customer_events(order, ShopEvent.ORDER_REVERSED, FAILED, provider_order_id=said.id,
                                                   reason=said.message))
     return None
 

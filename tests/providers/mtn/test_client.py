@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from reconciler.providers.mtn.client import (
-    COMPLETED, FAILED, PROCESSING, MtnClient, MtnInDoubt, MtnUnreachable, canonical_status, history_entries,
+    MtnClient, ResellerStatus, MtnInDoubt, MtnUnreachable, canonical_status, history_entries,
     parse_json, parse_order,
 )
 
@@ -40,9 +40,9 @@ def test_history_is_read_in_every_envelope(document):
 
 
 @pytest.mark.parametrize("words, status", [
-    (("success", "delivered", "fulfilled", "sent", "Successful", "COMPLETED"), COMPLETED),
-    (("error", "cancelled", "rejected", "expired", "refunded", "Failed"), FAILED),
-    (("queued", "in_progress", "submitted", "pending", "in progress", "something new", None), PROCESSING),
+    (("success", "delivered", "fulfilled", "sent", "Successful", "COMPLETED"), ResellerStatus.DELIVERED),
+    (("error", "cancelled", "rejected", "expired", "refunded", "Failed"), ResellerStatus.FAILED),
+    (("queued", "in_progress", "submitted", "pending", "in progress", "something new", None), ResellerStatus.PROCESSING),
 ])
 def test_status_synonyms(words, status):
     assert {canonical_status(w) for w in words} == {status}
@@ -52,7 +52,7 @@ def test_status_synonyms(words, status):
                                   {"plan_name": "MTN 2GB"}, {"plan_name": "2 gb bundle"}])
 def test_an_order_entry_is_read_whatever_the_size_unit(size):
     order = parse_order({"id": 99, "status": "delivered", "recipient_phone": "0241234567", "network": "MTN", **size})
-    assert (order.id, order.status, order.raw_status, order.size_gb) == ("99", COMPLETED, "delivered", 2)
+    assert (order.id, order.status, order.raw_status, order.size_gb) == ("99", ResellerStatus.DELIVERED, "delivered", 2)
 
 
 def test_an_unreadable_size_or_time_is_none_not_a_guess():
@@ -123,7 +123,7 @@ def test_the_client_reads_the_fake_reseller_through_its_noise(shape):
         order_id = client.create_order("0241234567", "MTN", 2)
         reseller.process_pending()
         [order] = client.history()
-        assert (order.id, order.status, order.recipient_phone) == (order_id, COMPLETED, "0241234567")
+        assert (order.id, order.status, order.recipient_phone) == (order_id, ResellerStatus.DELIVERED, "0241234567")
         assert client.balance() == 90
 
 
