@@ -89,6 +89,8 @@ class MtnConfig:
                                          "must be > 0")
     rate_limit_pause_seconds: float = _setting(30.0, "after a 429 without Retry-After, send nothing for this long",
                                                _positive, "must be > 0")
+    requests_per_second: float = _setting(0.0, "client-side ceiling on reseller calls per second, shared by all replicas; 0 = off",
+                                          _non_negative, "must be >= 0")
 
 
 @dataclass(frozen=True)
