@@ -21,6 +21,7 @@ from reconciler.providers.mtn import metrics as mtn_metrics
 
 from reconciler.providers.mtn.events import ShopEvent, customer_events
 from reconciler.http.audit import AuditLog
+from reconciler.http.client import OrderRef
 from reconciler.config import Config
 from reconciler.engine.job import JobContext
 from reconciler.providers.mtn.account import MtnAccount
@@ -142,7 +143,8 @@ class SubmitMtn:
         sent_at = ctx.clock()
         assert self.client is not None
         try:
-            provider_order_id = self.client.create_order(recipient.phone, recipient.network, row["size_gb"])
+            provider_order_id = self.client.create_order(recipient.phone, recipient.network, row["size_gb"],
+                                                         OrderRef(mtn_orders.name, row["id"]))
         except MtnInDoubt as exc:
             log.warning("MTN order %s to %s in doubt: %s", row["shop_order_id"], mask_phone(recipient.phone),
                         exc.message)

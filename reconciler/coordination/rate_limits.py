@@ -8,6 +8,7 @@ a window that straddles a refill.
 from __future__ import annotations
 
 import json
+import math
 import threading
 from datetime import datetime, timedelta, timezone
 
@@ -30,6 +31,14 @@ class RateLimit:
         self.limit = limit
         self.window_seconds = window_seconds
         self.clock = clock
+
+    @classmethod
+    def per_second(cls, engine: Engine, key: str, rate: float, clock: Clock = utcnow) -> "RateLimit":
+        """`rate` calls per second, fractions too: 2.5/s is 3 per 1.2 s, 0.5/s is 1 per 2 s; 0 is no limit."""
+        if rate <= 0:
+            return cls(engine, key, 0, 1.0, clock)
+        limit = math.ceil(rate)
+        return cls(engine, key, limit, limit / rate, clock)
 
     def try_acquire(self) -> float:
         """0.0 when a grant was taken now, else the seconds until the window has room again.

@@ -19,6 +19,7 @@ from typing import Any, Callable
 from sqlalchemy import Engine
 
 from reconciler.config import Config
+from reconciler.coordination.rate_limits import RateLimit
 from reconciler.engine.clock import Clock, utcnow
 from reconciler.http.audit import ApiCall, AuditLog
 from reconciler.http.client import Answer, HttpClient, OrderRef, TransportError
@@ -275,5 +276,7 @@ def mtn_client(config: Config, engine: Engine, clock: Clock = utcnow, audit: Aud
     """The client as the daemon and the CLI use it, built from the config. `audit`: where calls are recorded;
     by default each is written at once."""
     settings = config.mtn
+    limit = RateLimit.per_second(engine, PROVIDER, settings.requests_per_second, clock)
     return MtnClient(settings.base_url, settings.api_key, settings.request_timeout_seconds,
-                     settings.connect_timeout_seconds, audit=audit or AuditLog(engine, clock))
+                     settings.connect_timeout_seconds, audit=audit or AuditLog(engine, clock),
+                     before_request=limit.acquire if limit.limit > 0 else None)

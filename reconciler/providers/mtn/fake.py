@@ -53,6 +53,7 @@ class MtnFaults:
 
     # POST /api/orders
     rate_limit_429_rate: float = 0.0          # 429, no order created
+    retry_after: str | None = None            # the Retry-After header sent with a 429, as written (e.g. "1e9")
     error_5xx_rate: float = 0.0               # 500, no order created
     error_5xx_after_create_rate: float = 0.0  # order created (and charged), then 500
     timeout_after_create: int = 0             # the next N orders are created, then not answered in time
@@ -118,6 +119,7 @@ class _Reply:
     payload: Any
     hold_seconds: float = 0.0
     hangup: bool = False
+    retry_after: str | None = None
 
 
 _Webhook = tuple[int, str, bytes]  # order id, status word, body
@@ -152,6 +154,7 @@ class FakeMtn:
         self._orders: dict[int, _Order] = {}
         self._next_id = first_order_id
         self._requests: dict[str, int] = {}
+        self.arrivals: list[float] = []  # time.monotonic() of every request, as it arrived
         self._created_count = 0
         self._webhooks: list[SentWebhook] = []
         self._webhooks_dropped = 0
@@ -386,6 +389,7 @@ class FakeMtn:
         with self._lock:
             key = f"{method} {path}"
             self._requests[key] = self._requests.get(key, 0) + 1
+            self.arrivals.append(time.monotonic())
         if api_key != self.api_key:
             return _failure(401, "Invalid API key")
         if key == "POST /api/orders":
@@ -401,7 +405,8 @@ class FakeMtn:
         with self._lock:
             faults = self.faults
             if self._chance(faults.rate_limit_429_rate):
-                return _failure(429, "Too many requests, slow down")
+                return _Reply(429, {"success": False, "message": "Too many requests, slow down"},
+                              retry_after=faults.retry_after)
             if self._chance(faults.error_5xx_rate):
                 return _failure(500, "Internal server error")
             try:
@@ -541,6 +546,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(reply.status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        if reply.retry_after is not None:
+            self.send_header("Retry-After", reply.retry_after)
         self.end_headers()
         self.wfile.write(data)
 

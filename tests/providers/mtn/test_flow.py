@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
-from datetime import datetime, timezone
+import threading
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator
 
 import pytest
@@ -22,7 +23,9 @@ from reconciler.providers.mtn.fake import FakeMtn
 from reconciler.http.listener import HttpListener
 from reconciler.providers.mtn.webhook_route import mtn_webhook_route
 from reconciler.coordination.pauses import Pauses
-from reconciler.engine.schema import inbound_webhooks, mtn_orders, status_history, webhook_deliveries
+from reconciler.engine.schema import api_calls, inbound_webhooks, mtn_orders, status_history, webhook_deliveries
+from reconciler.http.client import MAX_RETRY_AFTER_SECONDS
+from reconciler.providers.mtn.client import mtn_client
 
 from tests.factories import job_context
 
@@ -311,6 +314,39 @@ def test_429_backs_off_the_whole_flow(flow: Flow) -> None:
     flow.clock.advance(flow.config.mtn.rate_limit_pause_seconds + 1)
     flow.submit()
     assert set(flow.statuses().values()) == {"submitted"}
+
+
+def test_a_huge_retry_after_pauses_the_flow_for_at_most_an_hour(flow: Flow) -> None:
+    flow.fake.configure(rate_limit_429_rate=1.0, retry_after="1e9")  # taken literally: every replica until 2058
+    flow.add({"recipient_phone": "0241234567", "size_gb": 5})
+    flow.submit()
+    pause = Pauses(flow.engine).get("mtn")
+    assert pause.reason == "rate_limited"
+    assert pause.paused_until - flow.clock() <= timedelta(seconds=MAX_RETRY_AFTER_SECONDS)
+
+
+def test_every_call_made_for_an_order_is_audited_with_that_order(flow: Flow) -> None:
+    [row_id] = flow.add({"recipient_phone": "0241234567", "size_gb": 5})
+    flow.submit()
+    with flow.engine.connect() as conn:
+        calls = conn.execute(select(api_calls.c.method, api_calls.c.url, api_calls.c.order_table,
+                                    api_calls.c.order_id)).all()
+    assert (("POST", f"{flow.fake.url}/api/orders", "mtn_orders", row_id) in calls
+            and ("GET", f"{flow.fake.url}/api/balance", None, None) in calls)
+
+
+def test_requests_per_second_holds_the_reseller_calls_of_every_replica_together(flow: Flow) -> None:
+    config = settings(flow.config, requests_per_second=4.0)
+    clients = [mtn_client(config, flow.engine) for _ in range(2)]  # two replicas' clients
+    threads = [threading.Thread(target=lambda c=c: [c.balance() for _ in range(4)]) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    times = sorted(flow.fake.arrivals)
+    assert len(times) == 8
+    # grants are 1 s apart in fours; their arrival at the reseller may lag a grant by a few ms, so count 0.9 s
+    assert max(sum(1 for t in times if start <= t < start + 0.9) for start in times) <= 4
 
 
 def test_an_unreachable_reseller_is_retried_on_the_schedule_then_dead(flow: Flow) -> None:
