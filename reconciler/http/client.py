@@ -1,6 +1,6 @@
 """The outbound client base every provider client and the webhook sender use.
 
-What every call to another system needs, written once: a keep-alive session per thread, connect and read (or
+What every call to another system needs, written once: keep-alive sessions kept between calls, connect and read (or
 total) timeouts, redirects never followed, transport failures typed by whether the request may have reached
 the other side, Retry-After read with one cap, and each call recorded for the api_calls audit (linked to the
 order it was made for). What an answer *means* is the caller's business: provider quirks stay in the provider
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-import threading
+import queue
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -113,7 +113,7 @@ class HttpClient:
         self.headers = dict(headers or {})
         self.audit = audit
         self.before_request = before_request
-        self._local = threading.local()  # requests' sessions are not shared across threads
+        self._idle: queue.SimpleQueue[requests.Session] = queue.SimpleQueue()  # one session per concurrent call
 
     def request(self, method: str, url: str, body: str | bytes | None = None, *,
                 headers: Mapping[str, str] | None = None, order: OrderRef | None = None,
@@ -128,9 +128,10 @@ class HttpClient:
         started = time.perf_counter()
         answer: Answer | None = None
         error: str | None = None
+        session = self._session()
         try:
-            response = self._session().request(method, url, data=body, headers=headers, timeout=self.timeout,
-                                               allow_redirects=False, stream=max_body_bytes is not None)
+            response = session.request(method, url, data=body, headers=headers, timeout=self.timeout,
+                                       allow_redirects=False, stream=max_body_bytes is not None)
             with response:
                 if max_body_bytes is None:
                     text = response.text
@@ -143,6 +144,7 @@ class HttpClient:
             error = failure.kind
             raise failure from None
         finally:
+            self._idle.put(session)
             if self.audit is not None:
                 self.audit(ApiCall(
                     self.name, method, url, _text(body),
@@ -150,9 +152,12 @@ class HttpClient:
                     error, _elapsed_ms(started), order.table if order else None, order.id if order else None))
 
     def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = requests.Session()
+        """An idle session, so its keep-alive connections outlive the thread that used it last (a job runs
+        in a new thread each time); a new one when all are busy, since a session is not shared by threads."""
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            session = requests.Session()
             session.headers.update(self.headers)
             if self.base_url:
                 # One host: the environment is read once here, not on every request. Proxies and a CA bundle
