@@ -63,6 +63,7 @@ class MtnFaults:
     # GET /api/orders and GET /api/balance
     read_error_5xx_rate: float = 0.0
     history_shape: str = "data"               # "bare" list, {"success":true,"data":[...]} or {"orders":[...]}
+    history_limit: int | None = None          # the history lists only the latest N orders (None: every order)
     balance_as_string: bool = False           # "995.00" instead of 995.0
     # every response
     noise_prefix: str = ""                    # written before the JSON, e.g. PHP_WARNING or "<html>..."
@@ -448,7 +449,7 @@ class FakeMtn:
         return None
 
     def _history(self) -> _Reply:
-        entries = [order.public() for order in reversed(self._orders.values())]
+        entries = [order.public() for order in reversed(self._orders.values())][:self.faults.history_limit]
         shape = self.faults.history_shape
         if shape == "bare":
             return _Reply(200, entries)

@@ -187,6 +187,26 @@ def test_an_in_doubt_order_absent_from_history_is_sent_again_only_after_the_grac
     assert (flow.fake.create_requests, flow.fake.created_count) == (2, 1)
 
 
+def test_an_in_doubt_order_stays_in_doubt_while_the_history_is_cut_short_of_our_newer_orders(flow: Flow) -> None:
+    flow.fake.configure(error_5xx_rate=1.0)
+    flow.add({"recipient_phone": "0241234567", "size_gb": 5})
+    flow.submit()
+    flow.fake.configure(error_5xx_rate=0.0)
+    flow.add(*({"shop_order_id": f"later-{i}", "recipient_phone": f"055000000{i}", "size_gb": 5} for i in range(3)))
+    flow.submit()  # later-0 is the oldest of the three, and still processing at the reseller
+    assert flow.statuses() == {"shop-1": "in_doubt", "later-0": "submitted", "later-1": "submitted",
+                               "later-2": "submitted"}
+
+    flow.fake.configure(history_limit=2)  # the history shows later-2 and later-1 only
+    flow.clock.advance(flow.config.mtn.in_doubt_grace_seconds + 1)
+    flow.reconcile()
+    assert flow.statuses()["shop-1"] == "in_doubt"  # absent from a cut history proves nothing
+
+    flow.fake.configure(history_limit=None)
+    flow.reconcile()
+    assert flow.statuses()["shop-1"] == "queued"
+
+
 def test_a_webhook_for_an_order_still_in_doubt_waits_and_is_applied_once_the_order_is_known(flow: Flow) -> None:
     flow.fake.configure(timeout_after_create=1, timeout_sleep_seconds=3)
     flow.add({"recipient_phone": "0241234567", "size_gb": 5})
