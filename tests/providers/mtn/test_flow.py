@@ -207,6 +207,25 @@ def test_an_in_doubt_order_stays_in_doubt_while_the_history_is_cut_short_of_our_
     assert flow.statuses()["shop-1"] == "queued"
 
 
+def test_an_in_doubt_order_that_two_history_orders_match_adopts_neither_and_stays_in_doubt(flow: Flow) -> None:
+    flow.fake.configure(error_5xx_after_create_rate=1.0, webhook_drop_rate=1.0)  # created, then 500
+    flow.add({"recipient_phone": "0241234567", "size_gb": 5})
+    flow.submit()
+    flow.fake.configure(error_5xx_after_create_rate=0.0)
+    requests.post(f"{flow.fake.url}/api/orders", headers={"X-API-KEY": KEY}, timeout=5,  # the same, placed by hand
+                  json={"recipient_phone": "0241234567", "network": "MTN", "size_gb": 5}).raise_for_status()
+    flow.reconcile()
+    order = flow.orders()["shop-1"]
+    assert (order["status"], order["provider_order_id"]) == ("in_doubt", None)
+
+    flow.fake.process_pending()
+    flow.clock.advance(flow.config.mtn.in_doubt_grace_seconds + 1)
+    flow.reconcile()  # past the grace, but the history shows orders that may be this one: never sent again
+    order = flow.orders()["shop-1"]
+    assert (order["status"], order["provider_order_id"]) == ("in_doubt", None)
+    assert flow.fake.create_requests == 2
+
+
 def test_a_webhook_for_an_order_still_in_doubt_waits_and_is_applied_once_the_order_is_known(flow: Flow) -> None:
     flow.fake.configure(timeout_after_create=1, timeout_sleep_seconds=3)
     flow.add({"recipient_phone": "0241234567", "size_gb": 5})
