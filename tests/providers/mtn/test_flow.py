@@ -13,7 +13,7 @@ import requests
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine, insert, select
 
-from jobs import apply_mtn_webhooks
+from jobs import apply_mtn_webhooks, rescue_leases
 from jobs.reconcile_mtn import ReconcileMtn
 from jobs.submit_mtn import SubmitMtn
 from reconciler.config import Config
@@ -23,7 +23,7 @@ from reconciler.providers.mtn.webhook_route import mtn_webhook_route
 from reconciler.coordination.pauses import Pauses
 from reconciler.engine.schema import inbound_webhooks, mtn_orders, status_history, webhook_deliveries
 
-from tests.factories import job_context
+from tests.factories import add_mtn_orders, job_context
 
 KEY, SECRET = "flow-key", "flow-webhook-secret"
 
@@ -363,6 +363,22 @@ def test_an_unreachable_reseller_is_retried_on_the_schedule_then_dead(flow: Flow
     flow.submit()
     assert flow.statuses() == {"shop-1": "dead"}
     assert flow.events() == [("shop-1", "order.dead")]
+
+
+def test_an_order_whose_sender_died_holding_its_lease_is_rescued_in_doubt_never_queued(engine: Engine, clock) -> None:
+    [order] = add_mtn_orders(engine, 1, due_at=clock.now)
+    config = Config()
+    died = job_context(engine, config, clock, worker="died-mid-send")
+    assert [r["id"] for r in died.outboxes["mtn_orders"].claim(1)] == [order]  # the POST may have gone out
+    clock.advance(config.daemon.lease_seconds + 1)
+    rescue_leases.run(job_context(engine, config, clock, worker="rescuer"))
+    with engine.connect() as conn:
+        rescued = conn.execute(select(mtn_orders).where(mtn_orders.c.id == order)).mappings().one()
+        last = conn.execute(select(status_history.c.from_status, status_history.c.to_status, status_history.c.cause)
+                            .order_by(status_history.c.id.desc()).limit(1)).one()
+    assert (rescued["status"], rescued["locked_by"]) == ("in_doubt", None)
+    assert "died-mid-send" in rescued["last_error"]
+    assert tuple(last) == ("in_flight", "in_doubt", "lease_expired")
 
 
 def test_every_transition_is_in_the_status_history(flow: Flow) -> None:
