@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import random
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator
 
 import pytest
@@ -241,6 +242,30 @@ def test_a_webhook_for_an_order_still_in_doubt_waits_and_is_applied_once_the_ord
     flow.reconcile()
     flow.apply_webhooks()
     assert flow.statuses() == {"shop-1": "completed"}
+
+
+def test_a_stored_webhook_that_cannot_be_applied_is_closed_with_its_error_and_the_next_ones_apply(
+        flow: Flow, caplog: pytest.LogCaptureFixture) -> None:
+    flow.add({"recipient_phone": "0241234567", "size_gb": 5})
+    flow.submit()
+    provider_id = flow.orders()["shop-1"]["provider_order_id"]
+    with flow.engine.begin() as conn:  # kept by an older release, say, whose parser was more lenient
+        conn.execute(insert(inbound_webhooks), [
+            {"provider": "mtn", "dedupe_key": f"old-{i}", "raw_body": body, "signature_valid": True,
+             "provider_order_id": provider_id, "received_at": flow.clock.now - timedelta(minutes=1)}
+            for i, body in enumerate(["not json", '{"event": "order.status_changed", "order": "gone"}'])])
+    flow.fake.process_pending()  # the real webhook comes after them
+    with caplog.at_level(logging.WARNING, logger="jobs.apply_mtn_webhooks"):
+        flow.apply_webhooks()
+        flow.apply_webhooks()
+    assert flow.statuses() == {"shop-1": "completed"}
+    with flow.engine.connect() as conn:
+        closed = conn.execute(select(inbound_webhooks.c.dedupe_key, inbound_webhooks.c.process_error)
+                              .where(inbound_webhooks.c.processed_at.is_not(None))
+                              .order_by(inbound_webhooks.c.id)).all()
+    assert [key for key, _ in closed][:2] == ["old-0", "old-1"] and len(closed) == 3
+    assert all("ValueError" in error for _, error in closed[:2]) and closed[2].process_error is None
+    assert len(caplog.records) == 2 and not any(r.exc_info for r in caplog.records)  # once each, no traceback
 
 
 def test_duplicate_stale_and_reordered_webhooks_never_move_an_order_backwards(flow: Flow) -> None:
