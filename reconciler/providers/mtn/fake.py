@@ -1,6 +1,6 @@
 """A fake MTN data-bundle reseller: a real HTTP server on 127.0.0.1 for the demo and the tests.
 
-It speaks the reseller's API as DESIGN.md records it (`POST /api/orders`, `GET /api/orders`,
+It speaks the reseller's API as the real one does (`POST /api/orders`, `GET /api/orders`,
 `GET /api/balance`, signed `order.status_changed` webhooks) and misbehaves the way such
 providers do in production: PHP warnings before the JSON, three history envelopes, varying
 status words, 429 and 500, an order created behind a timeout, webhooks dropped, duplicated,
