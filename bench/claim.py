@@ -1,4 +1,4 @@
-"""Benchmark of the outbox engine's claim and finalise (reconciler.outbox.Outbox), SQLite and PostgreSQL.
+"""Benchmark of the outbox engine's claim and finalise (reconciler.engine.outbox.Outbox), SQLite and PostgreSQL.
 
 What it measures, and why:
 
@@ -7,8 +7,8 @@ What it measures, and why:
    the ceiling of the engine itself, without any provider call: the daemon can never go faster.
 2. Claim latency against table size. The median time of claim(100) (statement + commit, as the
    claim-duration metric sees it) with no finished rows in the table and with 1,000,000 finished
-   ('completed') rows. DESIGN.md promises the partial claim index makes a claim O(batch) however many
-   rows are finished; the ratio loaded/empty checks that promise.
+   ('completed') rows. The claim walks a partial index that holds queued rows only, so a claim should
+   cost O(batch) however many rows are finished; the ratio loaded/empty checks that.
 
 Targets: >= 15,000 rows/s at batch 100 on PostgreSQL; latency ratio <= 1.3.
 

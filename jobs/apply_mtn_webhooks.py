@@ -2,7 +2,8 @@
 and mark the event done in one transaction.
 
 The receiver only stores events, so it answers in milliseconds. An event whose order is not known yet
-(still being sent, or in doubt) waits until its order gets the reseller's id.
+(still being sent, or in doubt) waits until its order gets the reseller's id. An event that cannot be
+applied (a body we cannot read) is closed with its error, so the events behind it go on.
 """
 from __future__ import annotations
 
@@ -29,7 +30,15 @@ def run(ctx: JobContext) -> None:
             return
         for event_row_id, raw_body, order in events:
             now = ctx.clock()
-            change = settlement(order, parse_webhook(raw_body.encode()).order, now, watch, cause="webhook")
+            try:
+                change = settlement(order, parse_webhook(raw_body.encode()).order, now, watch, cause="webhook")
+            except Exception as exc:  # kept, it would block every event behind it on every run
+                error = f"cannot be applied: {type(exc).__name__}: {exc}"
+                log.warning("MTN webhook %d for order %s closed unapplied: %s", event_row_id,
+                            order["shop_order_id"], error)
+                with ctx.engine.begin() as conn:
+                    mark_processed(conn, event_row_id, now, error)
+                continue
             with ctx.engine.begin() as conn:
                 if change is not None and not move(conn, mtn_orders, change, order["status"], ctx.worker_id, now):
                     return  # the order moved meanwhile: read it again next run, with this event still pending

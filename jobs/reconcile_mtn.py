@@ -3,8 +3,9 @@ stuck: one history fetch per cycle, matched in memory against our unsettled and 
 
 - submitted orders settle by their provider order id;
 - an in-doubt order adopts the one history order that matches it (recipient, size, network, time) and
-  that no other row owns; only when the history covers its time and shows nothing for
-  `mtn.in_doubt_grace_seconds` is it queued again (or dead, when its retries are spent);
+  that no other row owns (with several it stays in doubt for a person); only when the history covers its
+  time and shows nothing for `mtn.in_doubt_grace_seconds` is it queued again (or dead, when its retries
+  are spent);
 - completed orders are watched for `mtn.completed_watch_hours`: a reversal makes them failed;
 - webhooks that waited that long for an order we never had are closed.
 """
@@ -25,7 +26,7 @@ from reconciler.engine.clock import Clock
 from reconciler.config import MtnConfig
 from reconciler.engine.job import JobContext
 from reconciler.providers.mtn.client import PROVIDER, MtnClient, MtnError, ProviderOrder, ResellerStatus, mtn_client
-from reconciler.providers.mtn.settlement import find_match, settlement
+from reconciler.providers.mtn.settlement import find_matches, settlement
 from reconciler.providers.mtn.store import expire_orphan_webhooks, owned_provider_ids, unsettled_orders, watched_orders
 from reconciler.engine.outbox import Outcome, RetryPolicy
 from reconciler.engine.schema import DEAD, IN_DOUBT, QUEUED, mtn_orders
@@ -99,9 +100,13 @@ class ReconcileMtn:
             said = by_id.get(order["provider_order_id"])
             return settlement(order, said, now, watch, cause="history") if said else None
         window = timedelta(seconds=self.settings.match_window_seconds)
-        said = find_match(order, history, owned, window)
-        if said is not None:
-            return settlement(order, said, now, watch, cause="found_in_history")
+        found = find_matches(order, history, owned, window)
+        if len(found) == 1:
+            return settlement(order, found[0], now, watch, cause="found_in_history")
+        if found:
+            log.warning("MTN order %s stays in doubt: %d history orders match it (%s); a person must decide",
+                        order["shop_order_id"], len(found), ", ".join(said.id for said in found))
+            return None
         sent_at = order["submitted_at"] or order["updated_at"]
         if (now - sent_at).total_seconds() < self.settings.in_doubt_grace_seconds:
             return None

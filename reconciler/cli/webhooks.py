@@ -1,13 +1,12 @@
 """`reconciler webhooks`: list deliveries with their attempts, replay them with the same webhook-id."""
 from __future__ import annotations
 
-import getpass
 import json
 from datetime import datetime
 
 import click
 
-from reconciler.cli.support import App, When
+from reconciler.cli.support import App, When, actor
 from reconciler.engine.clock import utcnow
 from reconciler.webhooks.deliveries import attempts_of, find_deliveries
 from reconciler.engine.outbox import requeue
@@ -66,8 +65,7 @@ def replay(app: App, refs: tuple[str, ...], since: datetime | None, status: str 
     now = utcnow()
     for url in enable(engine, {r["endpoint_url"] for r in rows}, now):
         click.echo(f"endpoint enabled again: {url}")
-    requeued = requeue(engine, webhook_deliveries, [r["id"] for r in rows], f"cli:{getpass.getuser()}",
-                       "replayed", now)
+    requeued = requeue(engine, webhook_deliveries, [r["id"] for r in rows], actor(), "replayed", now)
     skipped = len(rows) - len(requeued)
     click.echo(f"replaying {len(requeued)} deliveries" + (f" ({skipped} in flight left alone)" if skipped else ""))
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
 
 from sqlalchemy import Connection, Engine, inspect, select, text
 
@@ -33,8 +35,17 @@ def dialect_folder(dialect_name: str) -> str:
     return {"postgresql": "postgres", "sqlite": "sqlite"}[dialect_name]
 
 
+def sql_folder() -> Traversable:
+    """Installed, the SQL files ship as the package `reconciler.sql`; a plain checkout (tests run without
+    installing) has them in the top-level sql/ beside reconciler/, which setup.cfg maps to that package."""
+    try:
+        return resources.files("reconciler.sql")
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[2] / "sql"
+
+
 def available_migrations(dialect_name: str) -> list[Migration]:
-    folder = resources.files("reconciler.sql") / dialect_folder(dialect_name)
+    folder = sql_folder() / dialect_folder(dialect_name)
     found = []
     for entry in folder.iterdir():
         match = _FILE_NAME.match(entry.name)

@@ -1,6 +1,7 @@
 """Webhooks as ops live with them: list and replay from the CLI, metrics, and a daemon killed mid-delivery."""
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import re
@@ -12,12 +13,14 @@ from collections import Counter
 
 from click.testing import CliRunner
 from prometheus_client import REGISTRY
+from sqlalchemy import select
 
 from tests.factories import job_context, queue_events
 from jobs import refresh_metrics
 from jobs.deliver_webhooks import DeliverWebhooks
 from reconciler.cli.root import cli
 from reconciler.engine.events import PARTNER, Event
+from reconciler.engine.schema import status_history
 from tests.webhooks.test_delivery import config, deliveries, new_secret
 from tests.webhook_receiver import Answer, Receiver
 
@@ -65,6 +68,22 @@ def test_list_shows_attempts_and_replay_resends_with_the_same_webhook_id(engine,
         assert sorted(successes) == sorted(ids)  # the same webhook-id as the first time
     finally:
         receiver.close()
+
+
+def test_replay_works_for_a_user_without_a_login_name(engine, db_url, clock, monkeypatch):
+    [event_id] = queue_events(engine, [Event("ORDER_FAILED", PARTNER, "http://127.0.0.1:9/hook", "T2-1")], clock.now)
+
+    def no_passwd_entry() -> str:  # what getpass does for a uid with no passwd entry and no USER, LOGNAME...
+        raise KeyError("getpwuid(): uid not found: 12345")
+
+    monkeypatch.setattr(getpass, "getuser", no_passwd_entry)
+    env = {"RECONCILER_DATABASE_URL": db_url, "USER": None, "LOGNAME": None, "LNAME": None, "USERNAME": None}
+    replayed = CliRunner().invoke(cli, ["webhooks", "replay", event_id], env=env)
+    assert replayed.exit_code == 0, replayed.output
+    with engine.connect() as conn:
+        actors = conn.execute(select(status_history.c.cause, status_history.c.worker_id)
+                              .where(status_history.c.table_name == "webhook_deliveries")).all()
+    assert actors == [("replayed", "cli")]
 
 
 def test_webhook_metrics(engine, clock):

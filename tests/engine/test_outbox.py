@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from tests.factories import add_mtn_orders
 from reconciler.engine.clock import utcnow
 from reconciler.engine.db import hot_path_engine, make_engine
+from reconciler.engine.events import NOTIFY, Event
 from reconciler.engine.outbox import Outbox, Outcome
 from reconciler.engine.stats import table_stats
 from reconciler.engine.drivers.postgres import PostgresQueries
@@ -97,6 +98,27 @@ def test_a_worker_whose_lease_was_rescued_cannot_finalise(engine, clock):
     after = row(engine, order)
     assert (after["status"], after["provider_order_id"]) == ("in_doubt", None)
     assert slow.release([order]) == []
+
+
+@pytest.mark.parametrize("with_events", [False, True], ids=["one_statement", "batched_with_events"])
+def test_a_worker_whose_rescued_row_was_claimed_again_by_another_cannot_finalise(engine, clock, with_events):
+    ids = add_mtn_orders(engine, 2, due_at=clock.now)
+    slow = outbox(engine, clock, "slow-worker")  # rescued leases go back to the queue
+    slow.claim(2)
+    clock.advance(61)
+    assert outbox(engine, clock, "rescuer").rescue_expired() == ids
+    clock.advance(10)  # the retry delay: due again
+    assert [r["id"] for r in outbox(engine, clock, "w2").claim(2)] == ids  # in flight again, under w2
+
+    events = (Event("order.completed", NOTIFY, "https://shop.example/hook", "shop-0"),) if with_events else ()
+    result = slow.finalise([Outcome(i, "submitted", "accepted", {"provider_order_id": f"9{i}"}, events)
+                            for i in ids])
+    assert result.lost == ids and result.finalised == []
+    for i in ids:
+        after = row(engine, i)
+        assert (after["status"], after["locked_by"], after["provider_order_id"]) == ("in_flight", "w2", None)
+        assert history(engine, i)[-1] == ("queued", "in_flight", "claimed", "w2")
+    assert table_stats(engine, webhook_deliveries, clock.now).counts == {}  # no event of an unwritten outcome
 
 
 def test_rescued_leases_of_a_resendable_table_are_retried_with_backoff(engine, clock):

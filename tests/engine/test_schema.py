@@ -1,8 +1,14 @@
 """The plain SQL files and the SQLAlchemy metadata describe the same schema; migrate is safe to repeat."""
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
+import sysconfig
 import threading
+from pathlib import Path
 
 from sqlalchemy import Engine, inspect, select, text
 
@@ -94,6 +100,25 @@ def test_pauses_of_version_2_carry_over_into_the_pauses_table(db_url):
     with engine.connect() as conn:
         rows = conn.exec_driver_sql("SELECT key, reason, consecutive_failures FROM pauses ORDER BY key").all()
     assert [tuple(r) for r in rows] == [("mtn", "unauthorised", 0), ("webhook:http://shop.example/hook", None, 6)]
+
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+
+
+def test_a_plain_checkout_not_installed_finds_its_migrations(tmp_path):
+    """Without site (-S) the editable install's .pth is not read: `reconciler` is the checkout's plain folder."""
+    code = ("import json, reconciler\n"
+            "from reconciler.engine.migrate import available_migrations\n"
+            "print(json.dumps([reconciler.__file__] + [[m.version for m in available_migrations(d)]\n"
+            "                  for d in ('sqlite', 'postgresql')]))")
+    env = {"PYTHONPATH": os.pathsep.join([str(CHECKOUT), sysconfig.get_paths()["purelib"]])}
+    run = subprocess.run([sys.executable, "-S", "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0, run.stderr
+    where, sqlite_versions, postgres_versions = json.loads(run.stdout)
+    assert Path(where) == CHECKOUT / "reconciler" / "__init__.py"
+    on_disk = sorted(int(f.name[:3]) for f in (CHECKOUT / "sql" / "sqlite").glob("*.sql"))
+    assert sqlite_versions == postgres_versions == on_disk and on_disk[:3] == [1, 2, 3]
 
 
 def test_two_replicas_migrating_at_once_both_succeed(db_url):

@@ -1,6 +1,6 @@
 """A fake MTN data-bundle reseller: a real HTTP server on 127.0.0.1 for the demo and the tests.
 
-It speaks the reseller's API as DESIGN.md records it (`POST /api/orders`, `GET /api/orders`,
+It speaks the reseller's API as the real one does (`POST /api/orders`, `GET /api/orders`,
 `GET /api/balance`, signed `order.status_changed` webhooks) and misbehaves the way such
 providers do in production: PHP warnings before the JSON, three history envelopes, varying
 status words, 429 and 500, an order created behind a timeout, webhooks dropped, duplicated,
@@ -64,6 +64,7 @@ class MtnFaults:
     # GET /api/orders and GET /api/balance
     read_error_5xx_rate: float = 0.0
     history_shape: str = "data"               # "bare" list, {"success":true,"data":[...]} or {"orders":[...]}
+    history_limit: int | None = None          # the history lists only the latest N orders (None: every order)
     balance_as_string: bool = False           # "995.00" instead of 995.0
     # every response
     noise_prefix: str = ""                    # written before the JSON, e.g. PHP_WARNING or "<html>..."
@@ -453,7 +454,7 @@ class FakeMtn:
         return None
 
     def _history(self) -> _Reply:
-        entries = [order.public() for order in reversed(self._orders.values())]
+        entries = [order.public() for order in reversed(self._orders.values())][:self.faults.history_limit]
         shape = self.faults.history_shape
         if shape == "bare":
             return _Reply(200, entries)

@@ -52,9 +52,8 @@ def matches(order: Order, said: ProviderOrder, window: timedelta) -> bool:
             and sent_at - window <= said.created_at <= sent_at + window)
 
 
-def find_match(order: Order, history: Iterable[ProviderOrder], owned: set[str],
-               window: timedelta) -> ProviderOrder | None:
-    """The one history order no other row owns that matches; None when there is none or more than one
-    (ambiguity is left in doubt for a person rather than guessed)."""
-    candidates = [said for said in history if said.id not in owned and matches(order, said, window)]
-    return candidates[0] if len(candidates) == 1 else None
+def find_matches(order: Order, history: Iterable[ProviderOrder], owned: set[str],
+                 window: timedelta) -> list[ProviderOrder]:
+    """The history orders no other row owns that match. Only a single one may be adopted: with more,
+    the order is left in doubt for a person rather than guessed (and not sent again: it may be one of them)."""
+    return [said for said in history if said.id not in owned and matches(order, said, window)]

@@ -1,7 +1,8 @@
 """`POST /api/webhook/mtn`: verify the reseller's signature over the raw bytes, keep the event, answer.
 
 The event is stored before the 2xx and deduplicated; applying it to the order is a job's work.
-A bad or missing signature gets 401 and changes nothing.
+A bad or missing signature gets 401 and is never applied; the body is kept, closed with why
+(signature_valid false), once however often the same body comes.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from sqlalchemy import Engine
 
 from reconciler.engine import metrics
 from reconciler.engine.clock import Clock, utcnow
-from reconciler.engine.inbound import store_inbound
+from reconciler.engine.inbound import store_inbound, store_refused
 from reconciler.providers.mtn.client import PROVIDER, parse_webhook, verify_webhook_signature
 from reconciler.http.listener import Request, Response, Route
 
@@ -23,7 +24,10 @@ def mtn_webhook_route(engine: Engine, secret: str, clock: Clock = utcnow) -> Rou
         if not secret:
             log.error("MTN webhook refused: mtn.webhook_secret is not set")
             return _counted(Response.json(503, {"error": "webhook secret not configured"}), "not_configured")
-        if not verify_webhook_signature(secret, request.body, request.headers.get("x-webhook-signature")):
+        signature = request.headers.get("x-webhook-signature")
+        if not verify_webhook_signature(secret, request.body, signature):
+            store_refused(engine, PROVIDER, request.body, "bad signature" if signature else "missing signature",
+                          clock())
             return _counted(Response.json(401, {"error": "bad or missing signature"}), "bad_signature")
         try:
             event = parse_webhook(request.body)

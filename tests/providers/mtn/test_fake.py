@@ -78,6 +78,15 @@ def test_created_orders_appear_in_history_newest_first_in_each_envelope(fake: Fa
     assert fake.orders[0]["id"] == 1001 and fake.order_state(1001) == "processing"
 
 
+def test_history_may_be_cut_to_its_latest_orders(fake: FakeMtn) -> None:
+    for phone in ("0241234567", "0551234567", "0591234567"):
+        order(fake, 1, phone=phone)
+    fake.configure(history_limit=2)
+    assert [e["id"] for e in get(fake, "/api/orders")["data"]] == [1003, 1002]
+    fake.configure(history_limit=None)
+    assert [e["id"] for e in get(fake, "/api/orders")["data"]] == [1003, 1002, 1001]
+
+
 def test_price_is_deducted_and_balance_may_be_a_string(fake: FakeMtn) -> None:
     order(fake, 5)
     assert get(fake, "/api/balance") == {"success": True, "balance": 75.0, "currency": "GHS"}

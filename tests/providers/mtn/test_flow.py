@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import random
 import threading
 from datetime import datetime, timedelta, timezone
@@ -14,7 +15,7 @@ import requests
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine, insert, select
 
-from jobs import apply_mtn_webhooks
+from jobs import apply_mtn_webhooks, rescue_leases
 from jobs.reconcile_mtn import ReconcileMtn
 from reconciler.providers.mtn.provider import outbox_policy
 from jobs.submit_mtn import SubmitMtn
@@ -27,7 +28,7 @@ from reconciler.engine.schema import api_calls, inbound_webhooks, mtn_orders, st
 from reconciler.http.client import MAX_RETRY_AFTER_SECONDS
 from reconciler.providers.mtn.client import mtn_client
 
-from tests.factories import job_context
+from tests.factories import add_mtn_orders, job_context
 
 KEY, SECRET = "flow-key", "flow-webhook-secret"
 
@@ -191,6 +192,45 @@ def test_an_in_doubt_order_absent_from_history_is_sent_again_only_after_the_grac
     assert (flow.fake.create_requests, flow.fake.created_count) == (2, 1)
 
 
+def test_an_in_doubt_order_stays_in_doubt_while_the_history_is_cut_short_of_our_newer_orders(flow: Flow) -> None:
+    flow.fake.configure(error_5xx_rate=1.0)
+    flow.add({"recipient_phone": "0241234567", "size_gb": 5})
+    flow.submit()
+    flow.fake.configure(error_5xx_rate=0.0)
+    flow.add(*({"shop_order_id": f"later-{i}", "recipient_phone": f"055000000{i}", "size_gb": 5} for i in range(3)))
+    flow.submit()  # later-0 is the oldest of the three, and still processing at the reseller
+    assert flow.statuses() == {"shop-1": "in_doubt", "later-0": "submitted", "later-1": "submitted",
+                               "later-2": "submitted"}
+
+    flow.fake.configure(history_limit=2)  # the history shows later-2 and later-1 only
+    flow.clock.advance(flow.config.mtn.in_doubt_grace_seconds + 1)
+    flow.reconcile()
+    assert flow.statuses()["shop-1"] == "in_doubt"  # absent from a cut history proves nothing
+
+    flow.fake.configure(history_limit=None)
+    flow.reconcile()
+    assert flow.statuses()["shop-1"] == "queued"
+
+
+def test_an_in_doubt_order_that_two_history_orders_match_adopts_neither_and_stays_in_doubt(flow: Flow) -> None:
+    flow.fake.configure(error_5xx_after_create_rate=1.0, webhook_drop_rate=1.0)  # created, then 500
+    flow.add({"recipient_phone": "0241234567", "size_gb": 5})
+    flow.submit()
+    flow.fake.configure(error_5xx_after_create_rate=0.0)
+    requests.post(f"{flow.fake.url}/api/orders", headers={"X-API-KEY": KEY}, timeout=5,  # the same, placed by hand
+                  json={"recipient_phone": "0241234567", "network": "MTN", "size_gb": 5}).raise_for_status()
+    flow.reconcile()
+    order = flow.orders()["shop-1"]
+    assert (order["status"], order["provider_order_id"]) == ("in_doubt", None)
+
+    flow.fake.process_pending()
+    flow.clock.advance(flow.config.mtn.in_doubt_grace_seconds + 1)
+    flow.reconcile()  # past the grace, but the history shows orders that may be this one: never sent again
+    order = flow.orders()["shop-1"]
+    assert (order["status"], order["provider_order_id"]) == ("in_doubt", None)
+    assert flow.fake.create_requests == 2
+
+
 def test_a_webhook_for_an_order_still_in_doubt_waits_and_is_applied_once_the_order_is_known(flow: Flow) -> None:
     flow.fake.configure(timeout_after_create=1, timeout_sleep_seconds=3)
     flow.add({"recipient_phone": "0241234567", "size_gb": 5})
@@ -206,6 +246,30 @@ def test_a_webhook_for_an_order_still_in_doubt_waits_and_is_applied_once_the_ord
     flow.reconcile()
     flow.apply_webhooks()
     assert flow.statuses() == {"shop-1": "completed"}
+
+
+def test_a_stored_webhook_that_cannot_be_applied_is_closed_with_its_error_and_the_next_ones_apply(
+        flow: Flow, caplog: pytest.LogCaptureFixture) -> None:
+    flow.add({"recipient_phone": "0241234567", "size_gb": 5})
+    flow.submit()
+    provider_id = flow.orders()["shop-1"]["provider_order_id"]
+    with flow.engine.begin() as conn:  # kept by an older release, say, whose parser was more lenient
+        conn.execute(insert(inbound_webhooks), [
+            {"provider": "mtn", "dedupe_key": f"old-{i}", "raw_body": body, "signature_valid": True,
+             "provider_order_id": provider_id, "received_at": flow.clock.now - timedelta(minutes=1)}
+            for i, body in enumerate(["not json", '{"event": "order.status_changed", "order": "gone"}'])])
+    flow.fake.process_pending()  # the real webhook comes after them
+    with caplog.at_level(logging.WARNING, logger="jobs.apply_mtn_webhooks"):
+        flow.apply_webhooks()
+        flow.apply_webhooks()
+    assert flow.statuses() == {"shop-1": "completed"}
+    with flow.engine.connect() as conn:
+        closed = conn.execute(select(inbound_webhooks.c.dedupe_key, inbound_webhooks.c.process_error)
+                              .where(inbound_webhooks.c.processed_at.is_not(None))
+                              .order_by(inbound_webhooks.c.id)).all()
+    assert [key for key, _ in closed][:2] == ["old-0", "old-1"] and len(closed) == 3
+    assert all("ValueError" in error for _, error in closed[:2]) and closed[2].process_error is None
+    assert len(caplog.records) == 2 and not any(r.exc_info for r in caplog.records)  # once each, no traceback
 
 
 def test_duplicate_stale_and_reordered_webhooks_never_move_an_order_backwards(flow: Flow) -> None:
@@ -361,6 +425,22 @@ def test_an_unreachable_reseller_is_retried_on_the_schedule_then_dead(flow: Flow
     flow.submit()
     assert flow.statuses() == {"shop-1": "dead"}
     assert flow.events() == [("shop-1", "order.dead")]
+
+
+def test_an_order_whose_sender_died_holding_its_lease_is_rescued_in_doubt_never_queued(engine: Engine, clock) -> None:
+    [order] = add_mtn_orders(engine, 1, due_at=clock.now)
+    config = Config()
+    died = job_context(engine, config, clock, worker="died-mid-send")
+    assert [r["id"] for r in died.outboxes["mtn_orders"].claim(1)] == [order]  # the POST may have gone out
+    clock.advance(config.daemon.lease_seconds + 1)
+    rescue_leases.run(job_context(engine, config, clock, worker="rescuer"))
+    with engine.connect() as conn:
+        rescued = conn.execute(select(mtn_orders).where(mtn_orders.c.id == order)).mappings().one()
+        last = conn.execute(select(status_history.c.from_status, status_history.c.to_status, status_history.c.cause)
+                            .order_by(status_history.c.id.desc()).limit(1)).one()
+    assert (rescued["status"], rescued["locked_by"]) == ("in_doubt", None)
+    assert "died-mid-send" in rescued["last_error"]
+    assert tuple(last) == ("in_flight", "in_doubt", "lease_expired")
 
 
 def test_every_transition_is_in_the_status_history(flow: Flow) -> None:
