@@ -235,3 +235,22 @@ def test_ticks_touch_the_database_only_for_a_slot_not_known_finished(replicas):
     for _ in range(20):
         tick(restarted)
     assert statements == [] and len(r.runs) == 1
+
+
+def test_a_replica_waits_out_another_replicas_lease_without_asking_every_tick(replicas, engine):
+    lease = Config().daemon.lease_seconds
+    assert claim_slot(engine, "reminders", LAGOS_02, "busy-elsewhere", lease, LAGOS_02)
+    r = replicas(LAGOS_02)
+    [daemon] = r.start()
+    statements = []
+    event.listen(r.engines[0], "before_cursor_execute", lambda *args: statements.append(1))
+    tick(daemon)
+    assert statements
+    statements.clear()
+    for _ in range(20):
+        r.clock.advance((lease - 1) / 20)
+        tick(daemon)
+    assert statements == [] and r.runs == []
+    r.clock.advance(1)
+    tick(daemon)
+    assert [slot for _, slot in r.runs] == [LAGOS_02]  # the other replica never finished: taken over
