@@ -1,4 +1,5 @@
-"""Signatures of outgoing webhooks: Standard Webhooks (the default) or a plain HMAC-SHA256 header."""
+"""Webhook signatures: Standard Webhooks (what we send by default) and the plain `sha256=<hex>` HMAC header
+(what the MTN reseller sends us, and what we send to endpoints that ask for it). The one HMAC helper."""
 from __future__ import annotations
 
 import hashlib
@@ -21,6 +22,20 @@ def signature_headers(style: str, secrets: str, event_id: str, body: str, sent_a
         return {"webhook-id": event_id, "webhook-timestamp": str(int(sent_at.timestamp())),
                 "webhook-signature": signatures}
     if style == SHA256:
-        digest = hmac.new(keys[0].encode(), body.encode(), hashlib.sha256).hexdigest()
-        return {"webhook-id": event_id, "X-Webhook-Signature": f"sha256={digest}"}
+        return {"webhook-id": event_id, "X-Webhook-Signature": sha256_signature(keys[0], body.encode())}
     raise ValueError(f"unknown signature style {style!r}")
+
+
+def sha256_signature(secret: str, body: bytes) -> str:
+    """`sha256=<hex of HMAC-SHA256(secret, raw body)>`, the X-Webhook-Signature header value."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def verify_sha256_signature(secret: str, body: bytes, header: str | None) -> bool:
+    """Does `header` (`sha256=<hex>`, prefix optional) sign these raw bytes? Constant-time; a header that is
+    not even ASCII is simply wrong, never an error."""
+    if not secret or not header:
+        return False
+    given = header.strip().lower().removeprefix("sha256=")
+    expected = sha256_signature(secret, body).removeprefix("sha256=")
+    return hmac.compare_digest(expected.encode(), given.encode("utf-8", "surrogateescape"))

@@ -7,7 +7,6 @@ so every failure says whether the order may exist (`MtnInDoubt`) or certainly do
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import re
 from dataclasses import dataclass
@@ -243,18 +242,6 @@ class MtnClient:
 class WebhookEvent:
     order: ProviderOrder
     dedupe_key: str  # the same status change reported twice has the same key
-
-
-def verify_webhook_signature(secret: str, body: bytes, header: str | None) -> bool:
-    """`X-Webhook-Signature: sha256=<hex>` (prefix optional): HMAC-SHA256 of the raw body, compared in
-    constant time."""
-    if not secret or not header:
-        return False
-    given = header.strip()
-    if given.lower().startswith("sha256="):
-        given = given[len("sha256="):]
-    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, given.lower())
 
 
 def parse_webhook(body: bytes) -> WebhookEvent:

@@ -13,8 +13,6 @@ ticker (`auto_process_seconds`, the demo) settles them; a failed or reversed ord
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import random
 import re
@@ -30,6 +28,7 @@ from urllib.parse import urlsplit
 import requests
 
 from reconciler.engine.clock import Clock, utcnow
+from reconciler.webhooks.signing import sha256_signature
 
 PROCESSING_WORDS = ("processing", "queued", "in_progress", "submitted")
 COMPLETED_WORDS = ("success", "delivered", "fulfilled", "sent", "completed")
@@ -367,7 +366,7 @@ class FakeMtn:
             self._send(order_id, status, body)
 
     def _send(self, order_id: int, status: str, body: bytes) -> None:
-        signature = "sha256=" + hmac.new(self.webhook_secret.encode(), body, hashlib.sha256).hexdigest()
+        signature = sha256_signature(self.webhook_secret, body)
         url = self.webhook_url
         code: int | None = None
         error: str | None = None

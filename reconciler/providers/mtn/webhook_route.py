@@ -13,7 +13,8 @@ from sqlalchemy import Engine
 from reconciler.engine import metrics
 from reconciler.engine.clock import Clock, utcnow
 from reconciler.engine.inbound import store_inbound, store_refused
-from reconciler.providers.mtn.client import PROVIDER, parse_webhook, verify_webhook_signature
+from reconciler.providers.mtn.client import PROVIDER, parse_webhook
+from reconciler.webhooks.signing import verify_sha256_signature
 from reconciler.http.listener import Request, Response, Route
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ def mtn_webhook_route(engine: Engine, secret: str, clock: Clock = utcnow) -> Rou
             log.error("MTN webhook refused: mtn.webhook_secret is not set")
             return _counted(Response.json(503, {"error": "webhook secret not configured"}), "not_configured")
         signature = request.headers.get("x-webhook-signature")
-        if not verify_webhook_signature(secret, request.body, signature):
+        if not verify_sha256_signature(secret, request.body, signature):
             store_refused(engine, PROVIDER, request.body, "bad signature" if signature else "missing signature",
                           clock())
             return _counted(Response.json(401, {"error": "bad or missing signature"}), "bad_signature")
