@@ -1,7 +1,7 @@
 """`reconciler db migrate`: apply the pending sql/<dialect>/NNN_*.sql files, each in one transaction.
 
-Two replicas may migrate at once: PostgreSQL serialises them with an advisory lock, SQLite with
-its write lock; the second finds the versions recorded and does nothing.
+Two replicas may migrate at once: the driver makes them take turns (PostgreSQL: an advisory lock; SQLite:
+its write lock); the second finds the versions recorded and does nothing.
 """
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, inspect, select, text
+from sqlalchemy import Connection, Engine, inspect, select
 
+from reconciler.engine.drivers import driver_for
 from reconciler.engine.schema import schema_migrations
 
-MIGRATION_LOCK_ID = 7_231_604_112  # arbitrary, constant: the advisory lock all replicas agree on
 _FILE_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 
 
@@ -31,10 +31,6 @@ class Migration:
         return [s.strip() for s in re.split(r";\s*$", "\n".join(lines), flags=re.M) if s.strip()]
 
 
-def dialect_folder(dialect_name: str) -> str:
-    return {"postgresql": "postgres", "sqlite": "sqlite"}[dialect_name]
-
-
 def sql_folder() -> Traversable:
     """Installed, the SQL files ship as the package `reconciler.sql`; a plain checkout (tests run without
     installing) has them in the top-level sql/ beside reconciler/, which setup.cfg maps to that package."""
@@ -45,7 +41,7 @@ def sql_folder() -> Traversable:
 
 
 def available_migrations(dialect_name: str) -> list[Migration]:
-    folder = sql_folder() / dialect_folder(dialect_name)
+    folder = sql_folder() / driver_for(dialect_name).sql_folder
     found = []
     for entry in folder.iterdir():
         match = _FILE_NAME.match(entry.name)
@@ -64,8 +60,7 @@ def migrate(engine: Engine) -> list[Migration]:
     """Apply what is pending; return what this call applied (empty when up to date)."""
     applied: list[Migration] = []
     with engine.begin() as conn:  # SQLite: BEGIN IMMEDIATE already holds the write lock
-        if engine.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+        driver_for(engine).lock_for_migration(conn)
         schema_migrations.create(conn, checkfirst=True)
         done = applied_versions(conn)
         for migration in available_migrations(engine.dialect.name):

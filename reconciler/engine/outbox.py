@@ -20,7 +20,8 @@ from sqlalchemy import Engine, RowMapping, Table, select, update
 from reconciler.engine import metrics
 from reconciler.engine.clock import Clock, utcnow
 from reconciler.engine.events import Event, emit_events
-from reconciler.engine.drivers.postgres import IN_FLIGHT_SQL, Transition, queries_for, record_history
+from reconciler.engine.drivers import driver_for
+from reconciler.engine.drivers.common import IN_FLIGHT_SQL, Transition, record_history
 from reconciler.engine.schema import DEAD, IN_DOUBT, IN_FLIGHT, QUEUED
 
 
@@ -91,7 +92,7 @@ class Outbox:
         self.rescue_status = rescue_status
         self.clock = clock
         self.rng = rng
-        self._queries = queries_for(engine, table)
+        self._queries = driver_for(engine).outbox_queries(engine, table)
 
     @property
     def name(self) -> str:

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine, Table, func, select
 
-from reconciler.engine.drivers.postgres import QUEUED_SQL
+from reconciler.engine.drivers.common import QUEUED_SQL
 from reconciler.engine.schema import status_history
 
 

@@ -13,7 +13,8 @@ from sqlalchemy.exc import DBAPIError
 
 from tests.factories import add_mtn_orders
 from reconciler.engine.clock import utcnow
-from reconciler.engine.db import hot_path_engine, make_engine
+from reconciler.engine.db import make_engine
+from reconciler.engine.drivers.postgres import hot_path_engine
 from reconciler.engine.events import NOTIFY, Event
 from reconciler.engine.outbox import Outbox, Outcome
 from reconciler.engine.stats import table_stats

@@ -1,26 +1,23 @@
-"""The outbox's hot-path SQL, one class per dialect: the statements differ, the meaning does not.
-
-Both answer the same two questions in one transaction each:
-- claim: mark up to `limit` due rows in_flight for `worker` and return them (oldest first);
-- finalise: write outcomes for the rows `worker` still holds, and say which those were (the fence).
-Every transition is also written to status_history in the same transaction.
-"""
+"""The PostgreSQL driver: engines, and the outbox's hot path in one statement per claim and per finalise group
+(CTEs carry the rows into status_history), on an autocommit pool of its own."""
 from __future__ import annotations
 
+import threading
 from datetime import datetime
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Sequence, TypeVar
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import Connection, Engine, RowMapping, Table, bindparam, insert, literal_column, select, text, update
+from sqlalchemy import Connection, Engine, RowMapping, Table, bindparam, create_engine, event, select, text
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import Insert
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 
-from reconciler.engine.db import hot_path_engine, run_on_live_connection
+from reconciler.engine.drivers.common import IN_FLIGHT_SQL
 from reconciler.engine.schema import IN_FLIGHT, QUEUED, UTCDateTime, status_history
 
-# Statuses are written into the SQL as literals, never bound: a bound status cannot match the partial
-# claim index when PostgreSQL plans a prepared statement generically.
-QUEUED_SQL, IN_FLIGHT_SQL = literal_column(f"'{QUEUED}'"), literal_column(f"'{IN_FLIGHT}'")
-
-Transition = tuple[int, str, str, str]  # row_id, from_status, to_status, cause
+T = TypeVar("T")
+MIGRATION_LOCK_ID = 7_231_604_112  # arbitrary, constant: the advisory lock all replicas agree on
 
 # With stale statistics the planner may think few rows are queued and sort every due row. The claim's
 # sessions turn off sequential and bitmap scans, which keeps the claim an ordered walk of the partial index:
@@ -28,14 +25,54 @@ Transition = tuple[int, str, str, str]  # row_id, from_status, to_status, cause
 _CLAIM_SESSION = "-c enable_seqscan=off -c enable_bitmapscan=off"
 
 
-def record_history(conn: Connection, table: str, transitions: Sequence[Transition], worker: str,
-                   now: datetime) -> None:
-    """One multi-row insert into status_history, in the caller's transaction."""
-    if transitions:
-        conn.execute(insert(status_history), [
-            {"table_name": table, "row_id": row_id, "from_status": from_status, "to_status": to_status,
-             "cause": cause, "worker_id": worker, "created_at": now}
-            for row_id, from_status, to_status, cause in transitions])
+class PostgresDriver:
+    dialect = "postgresql"
+    sql_folder = "postgres"
+
+    def create_engine(self, url: URL, pool_size: int) -> Engine:
+        return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
+
+    def outbox_queries(self, engine: Engine, table: Table) -> "PostgresQueries":
+        return PostgresQueries(engine, table)
+
+    def insert_ignoring_conflicts(self, table: Table, conflict_columns: Sequence[str]) -> Insert:
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns))
+
+    def lock_for_migration(self, conn: Connection) -> None:
+        """Replicas migrating at once take turns; the lock ends with the transaction."""
+        conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+
+
+_hot_path_engines: WeakKeyDictionary[Engine, dict[str, Engine]] = WeakKeyDictionary()
+_hot_path_engines_lock = threading.Lock()
+
+
+def hot_path_engine(engine: Engine, options: str = "") -> Engine:
+    """PostgreSQL: a pool for the outbox's one-statement claim and finalise, kept apart from `engine`'s pool:
+    autocommit, so each statement is one round trip, no ping (see run_on_live_connection) and the libpq
+    session `options` the statement needs. One per `engine` and `options`, disposed with `engine`."""
+    with _hot_path_engines_lock:
+        engines = _hot_path_engines.setdefault(engine, {})
+        if options not in engines:
+            session = " ".join(filter(None, [engine.url.query.get("options"), options]))
+            hot = create_engine(engine.url.update_query_dict({"options": session}), isolation_level="AUTOCOMMIT")
+            event.listen(engine, "engine_disposed", lambda _engine: hot.dispose())
+            engines[options] = hot
+        return engines[options]
+
+
+def run_on_live_connection(engine: Engine, work: Callable[[Connection, bool], T]) -> T:
+    """Run work(connection, again=False) on a pool that does not ping. If the server had dropped the
+    connection (a restart, an idle timeout), the pool drops its other old connections too and work runs
+    once more, with again=True: the first run may have committed before its reply was lost."""
+    try:
+        with engine.connect() as conn:
+            return work(conn, False)
+    except DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
+    with engine.connect() as conn:
+        return work(conn, True)
 
 
 class PostgresQueries:
@@ -126,49 +163,3 @@ class PostgresQueries:
             )
             SELECT id FROM done
         """).bindparams(bindparam("now", type_=UTCDateTime))
-
-
-class SQLiteQueries:
-    """BEGIN IMMEDIATE (see db.py) holds the single write lock, so plain statements are race-free."""
-
-    def __init__(self, engine: Engine, table: Table) -> None:
-        self.engine = engine
-        self.table = table
-
-    def claim(self, limit: int, worker: str, now: datetime, until: datetime) -> list[RowMapping]:
-        t = self.table
-        due = (select(t.c.id)
-               .where(t.c.status == QUEUED_SQL, t.c.next_attempt_at <= now)
-               .order_by(t.c.next_attempt_at, t.c.id)
-               .limit(limit))
-        with self.engine.begin() as conn:
-            rows = conn.execute(
-                update(t).where(t.c.id.in_(due.scalar_subquery()))
-                .values(status=IN_FLIGHT, locked_by=worker, locked_until=until, attempts=t.c.attempts + 1,
-                        updated_at=now)
-                .returning(*t.c)).mappings().all()
-            record_history(conn, t.name, [(r["id"], QUEUED, IN_FLIGHT, "claimed") for r in rows], worker, now)
-        return sorted(rows, key=lambda r: (r["next_attempt_at"], r["id"]))
-
-    def finalise_alone(self, outcomes: Sequence[Any], fields: tuple[str, ...], worker: str,
-                       now: datetime) -> list[int]:
-        with self.engine.begin() as conn:
-            return self.finalise(conn, outcomes, fields, worker, now)
-
-    def finalise(self, conn: Connection, outcomes: Sequence[Any], fields: tuple[str, ...], worker: str,
-                 now: datetime) -> list[int]:
-        t = self.table
-        owned = set(conn.scalars(select(t.c.id).where(
-            t.c.id.in_([o.row_id for o in outcomes]), t.c.status == IN_FLIGHT_SQL, t.c.locked_by == worker)))
-        mine = [o for o in outcomes if o.row_id in owned]
-        if mine:
-            values: Mapping[str, Any] = {"status": bindparam("b_status"), "locked_by": None, "locked_until": None,
-                                         "updated_at": now, **{f: bindparam(f"b_{f}") for f in fields}}
-            conn.execute(update(t).where(t.c.id == bindparam("b_id")).values(**values), [
-                {"b_id": o.row_id, "b_status": o.status, **{f"b_{f}": o.fields[f] for f in fields}} for o in mine])
-            record_history(conn, t.name, [(o.row_id, IN_FLIGHT, o.status, o.cause) for o in mine], worker, now)
-        return [o.row_id for o in mine]
-
-
-def queries_for(engine: Engine, table: Table) -> PostgresQueries | SQLiteQueries:
-    return PostgresQueries(engine, table) if engine.dialect.name == "postgresql" else SQLiteQueries(engine, table)
