@@ -109,7 +109,6 @@ class ZohoConfig:
 
 @dataclass(frozen=True)
 class PartnerConfig:
-    webhook_url: str = _setting("", "where T2Mobile receives order events", _http_url, "must be an http(s) URL")
     webhook_secret: str = _setting("", "whsec_... secret that signs partner webhooks (two, space-separated, while rotating)",
                                    secret=True)
     signature: str = _setting("standard", "standard (Standard Webhooks) or sha256 (X-Webhook-Signature: sha256=<hex>)",

@@ -70,6 +70,8 @@ def test_env_references_and_overrides(tmp_path):
     ("mtn:\n  retry_schedule_seconds: []\n", {}, "mtn.retry_schedule_seconds: must be a non-empty list"),
     ("mtn:\n  api_key: ${MTN_KEY}\n", {}, "mtn.api_key: environment variable MTN_KEY is not set"),
     ("mtn:\n  timeout: 3\n", {}, "mtn.timeout: unknown setting"),
+    # nothing sends partner events until the T2Mobile flow exists: a URL set here would silently go unused
+    ("partner:\n  webhook_url: https://t2.example/hooks\n", {}, "partner.webhook_url: unknown setting"),
     ("daemon: [1, 2]\n", {}, "daemon: must be a mapping of settings"),
     ("daemon:\n  batch_size: 10\n", {"RECONCILER_DAEMON_LEASE_SECONDS": "-1"}, "daemon.lease_seconds: must be > 0"),
     ("daemon:\n  lease_seconds: 10\n", {}, "daemon.lease_seconds: must be longer than webhooks.connect_timeout"),
