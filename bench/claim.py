@@ -28,9 +28,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
+from scratch import add_database_options, analyze, machine, scratch_database, verdict
 from sqlalchemy import Engine, RowMapping, insert, text
 
-from scratch import add_database_options, analyze, machine, scratch_database, verdict
 from reconciler.engine.db import make_engine
 from reconciler.engine.outbox import Outbox, Outcome
 from reconciler.engine.schema import COMPLETED, mtn_orders

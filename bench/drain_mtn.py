@@ -50,11 +50,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import requests
+from scratch import add_database_options, analyze, machine, scratch_database, verdict
 from sqlalchemy import Engine, func, insert, select, text
 
 from reconciler.engine.db import make_engine
 from reconciler.engine.schema import QUEUED, SUBMITTED, api_calls, mtn_orders
-from scratch import add_database_options, analyze, machine, scratch_database, verdict
 
 KEY = "bench-mtn-key"
 PREFIXES = ("024", "025", "053", "054", "055", "059")  # MTN Ghana
@@ -202,8 +202,8 @@ def bare_loop(fake_url: str, count: int, threads: int, results: Any) -> None:
 def drain(db_url: str, fake_url: str, count: int, profile: bool, results: Any) -> None:
     """The submit job, in-process, run until no order is queued or in flight."""
     from jobs.submit_mtn import SubmitMtn
-    from reconciler.config import Config
     from reconciler.app import assemble
+    from reconciler.config import Config
 
     base = Config()
     config = dataclasses.replace(base, mtn=dataclasses.replace(base.mtn, base_url=fake_url, api_key=KEY))
@@ -237,11 +237,11 @@ def instrument(job: Any, config: Any, engine: Engine) -> dict[str, list[float]]:
     """Wrap the steps of the submit job with timers (wall seconds per call). Main-thread steps run one after
     the other; `http` and `audit` run in the sending threads and are summed over them."""
     import jobs.submit_mtn as submit_module
+    from jobs.submit_mtn import AUDIT_DELAY_SECONDS
+    from reconciler.engine.outbox import Batch, Outbox
     from reconciler.http.audit import AuditLog
     from reconciler.providers.mtn.account import MtnAccount
-    from jobs.submit_mtn import AUDIT_DELAY_SECONDS
     from reconciler.providers.mtn.client import MtnClient
-    from reconciler.engine.outbox import Batch, Outbox
 
     phases: dict[str, list[float]] = defaultdict(list)
     lock = threading.Lock()

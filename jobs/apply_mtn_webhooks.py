@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from reconciler.providers.mtn import metrics as mtn_metrics
 from reconciler.engine.job import JobContext
+from reconciler.engine.schema import mtn_orders
+from reconciler.engine.transitions import move
+from reconciler.providers.mtn import metrics as mtn_metrics
 from reconciler.providers.mtn.client import PROVIDER, parse_webhook
 from reconciler.providers.mtn.settlement import settlement
 from reconciler.providers.mtn.store import applicable_webhooks, mark_processed
-from reconciler.engine.schema import mtn_orders
-from reconciler.engine.transitions import move
 
 log = logging.getLogger(__name__)
 EVENTS_PER_READ = 500

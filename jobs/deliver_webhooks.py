@@ -9,18 +9,18 @@ import logging
 from datetime import datetime, timedelta
 from typing import Mapping
 
-from reconciler.webhooks import metrics as webhook_metrics
-from reconciler.engine.clock import utcnow
 from reconciler.config import Config
-from reconciler.webhooks.deliveries import log_attempt
+from reconciler.engine.clock import utcnow
 from reconciler.engine.events import NOTIFY, PARTNER
 from reconciler.engine.job import JobContext
 from reconciler.engine.outbox import Batch, Outbox, Outcome
-from reconciler.webhooks.rate_limit import PerKeyRateLimiter
 from reconciler.engine.schema import DEAD, webhook_deliveries
-from reconciler.webhooks.signing import signature_headers
+from reconciler.webhooks import metrics as webhook_metrics
+from reconciler.webhooks.deliveries import log_attempt
 from reconciler.webhooks.endpoints import EndpointState, disable, load_states, record_result, take_probe
+from reconciler.webhooks.rate_limit import PerKeyRateLimiter
 from reconciler.webhooks.sender import AttemptResult, WebhookSender
+from reconciler.webhooks.signing import signature_headers
 
 log = logging.getLogger(__name__)
 DELIVERED = "delivered"

@@ -19,18 +19,17 @@ from typing import Callable, Mapping, Sequence
 from sqlalchemy import Engine, RowMapping
 from sqlalchemy.exc import IntegrityError
 
-from reconciler.providers.mtn import metrics as mtn_metrics
-
-from reconciler.providers.mtn.events import ShopEvent, customer_events
-from reconciler.engine.clock import Clock
 from reconciler.config import MtnConfig
+from reconciler.engine.clock import Clock
 from reconciler.engine.job import JobContext
-from reconciler.providers.mtn.client import PROVIDER, MtnClient, MtnError, ProviderOrder, ResellerStatus, mtn_client
-from reconciler.providers.mtn.settlement import find_matches, settlement
-from reconciler.providers.mtn.store import expire_orphan_webhooks, owned_provider_ids, unsettled_orders, watched_orders
 from reconciler.engine.outbox import Outcome, RetryPolicy
 from reconciler.engine.schema import DEAD, IN_DOUBT, QUEUED, mtn_orders
 from reconciler.engine.transitions import move
+from reconciler.providers.mtn import metrics as mtn_metrics
+from reconciler.providers.mtn.client import PROVIDER, MtnClient, MtnError, ProviderOrder, ResellerStatus, mtn_client
+from reconciler.providers.mtn.events import ShopEvent, customer_events
+from reconciler.providers.mtn.settlement import find_matches, settlement
+from reconciler.providers.mtn.store import expire_orphan_webhooks, owned_provider_ids, unsettled_orders, watched_orders
 
 log = logging.getLogger(__name__)
 

@@ -17,23 +17,21 @@ from typing import Iterator, Mapping
 
 from sqlalchemy import RowMapping
 
-from reconciler.providers.mtn import metrics as mtn_metrics
-
-from reconciler.providers.mtn.events import ShopEvent, customer_events
-from reconciler.http.audit import AuditLog
-from reconciler.http.client import OrderRef
 from reconciler.config import Config
 from reconciler.engine.job import JobContext
+from reconciler.engine.outbox import Batch, Outbox, Outcome
+from reconciler.engine.schema import DEAD, FAILED, IN_DOUBT, QUEUED, REJECTED, SUBMITTED, mtn_orders
+from reconciler.http.audit import AuditLog
+from reconciler.http.client import OrderRef
+from reconciler.providers.mtn import metrics as mtn_metrics
 from reconciler.providers.mtn.account import MtnAccount
 from reconciler.providers.mtn.client import (
+    MtnClient, MtnInDoubt, MtnInsufficientBalance, MtnRateLimited, MtnRejected, MtnUnauthorised, MtnUnreachable,
     mtn_client,
-    MtnClient, MtnInDoubt, MtnInsufficientBalance, MtnRateLimited, MtnRejected,
-    MtnUnauthorised, MtnUnreachable,
 )
-from reconciler.providers.mtn.store import lock_recipients, recipient_key, unlock_recipients
-from reconciler.engine.outbox import Batch, Outbox, Outcome
+from reconciler.providers.mtn.events import ShopEvent, customer_events
 from reconciler.providers.mtn.phones import Recipient, RecipientRejected, mask_phone, validate_recipient
-from reconciler.engine.schema import DEAD, FAILED, IN_DOUBT, QUEUED, REJECTED, SUBMITTED, mtn_orders
+from reconciler.providers.mtn.store import lock_recipients, recipient_key, unlock_recipients
 
 log = logging.getLogger(__name__)
 NO_LOCK = {"recipient_lock": None}

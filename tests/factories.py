@@ -6,11 +6,11 @@ from datetime import datetime
 
 from sqlalchemy import Engine, insert
 
-from reconciler.engine.clock import Clock
+from reconciler.app import assemble
 from reconciler.config import Config
+from reconciler.engine.clock import Clock
 from reconciler.engine.events import Event, emit_events
 from reconciler.engine.job import JobContext
-from reconciler.app import assemble
 from reconciler.engine.schema import mtn_orders
 
 

@@ -26,18 +26,18 @@ from sqlalchemy import Engine
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from reconciler.app import assemble
-from reconciler.engine.clock import utcnow
 from reconciler.config import Config, load_config
+from reconciler.engine.clock import utcnow
 from reconciler.engine.db import make_engine
-from reconciler.providers.mtn.fake import PHP_WARNING, FakeMtn, MtnFaults
-from reconciler.http.listener import HttpListener, Request, Response
 from reconciler.engine.migrate import migrate
-from reconciler.engine.stats import count_rows, table_stats, transitions_from
-from reconciler.providers.mtn.orders import enqueue_mtn, mtn_orders_in
 from reconciler.engine.schema import (
     DEAD, IN_DOUBT, IN_FLIGHT, ORDER_STATUSES, QUEUED, TERMINAL_STATUSES, inbound_webhooks, mtn_orders,
     webhook_deliveries,
 )
+from reconciler.engine.stats import count_rows, table_stats, transitions_from
+from reconciler.http.listener import HttpListener, Request, Response
+from reconciler.providers.mtn.fake import PHP_WARNING, FakeMtn, MtnFaults
+from reconciler.providers.mtn.orders import enqueue_mtn, mtn_orders_in
 
 DEADLINE_SECONDS = 60.0
 SIZES_GB = (1, 2, 3, 5, 10)  # plans the fake sells

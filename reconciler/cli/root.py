@@ -7,7 +7,6 @@ import signal
 import threading
 
 import click
-
 from sqlalchemy import Engine
 
 from reconciler.app import PROVIDERS, assemble

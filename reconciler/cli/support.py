@@ -10,8 +10,8 @@ from pathlib import Path
 import click
 from sqlalchemy import Engine
 
-from reconciler.engine.clock import utcnow
 from reconciler.config import Config, ConfigError, load_config
+from reconciler.engine.clock import utcnow
 from reconciler.engine.db import make_engine
 
 DEFAULT_CONFIG = Path("config.yaml")

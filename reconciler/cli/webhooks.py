@@ -8,9 +8,9 @@ import click
 
 from reconciler.cli.support import App, When, actor
 from reconciler.engine.clock import utcnow
-from reconciler.webhooks.deliveries import attempts_of, find_deliveries
 from reconciler.engine.outbox import requeue
 from reconciler.engine.schema import DELIVERY_STATUSES, webhook_deliveries
+from reconciler.webhooks.deliveries import attempts_of, find_deliveries
 from reconciler.webhooks.endpoints import enable
 
 

@@ -8,8 +8,8 @@ from typing import Callable
 
 from sqlalchemy import Engine
 
-from reconciler.engine.clock import Clock
 from reconciler.config import Config
+from reconciler.engine.clock import Clock
 from reconciler.engine.outbox import Outbox
 from reconciler.engine.schedules import DailyAt, Every
 

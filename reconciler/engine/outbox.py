@@ -19,9 +19,9 @@ from sqlalchemy import Engine, RowMapping, Table, select, update
 
 from reconciler.engine import metrics
 from reconciler.engine.clock import Clock, utcnow
-from reconciler.engine.events import Event, emit_events
 from reconciler.engine.drivers import driver_for
 from reconciler.engine.drivers.common import IN_FLIGHT_SQL, Transition, record_history
+from reconciler.engine.events import Event, emit_events
 from reconciler.engine.schema import DEAD, IN_DOUBT, IN_FLIGHT, QUEUED
 
 

@@ -6,9 +6,9 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Table, update
 
+from reconciler.engine.drivers.common import record_history
 from reconciler.engine.events import emit_events
 from reconciler.engine.outbox import Outcome
-from reconciler.engine.drivers.common import record_history
 
 
 def move(conn: Connection, table: Table, outcome: Outcome, from_status: str, actor: str, now: datetime) -> bool:

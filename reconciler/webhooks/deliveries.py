@@ -8,7 +8,9 @@ from sqlalchemy import Engine, RowMapping, insert, or_, select
 
 from reconciler.config import Config
 from reconciler.engine.outbox import OutboxPolicy
-from reconciler.engine.schema import QUEUED, webhook_attempts as attempts, webhook_deliveries as deliveries
+from reconciler.engine.schema import QUEUED
+from reconciler.engine.schema import webhook_attempts as attempts
+from reconciler.engine.schema import webhook_deliveries as deliveries
 
 
 def log_attempt(engine: Engine, **attempt: object) -> None:

@@ -2,24 +2,25 @@
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 from datetime import timedelta
+from decimal import Decimal
 
 import requests
 from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.factories import add_mtn_orders
 from jobs import refresh_metrics
-from reconciler.http.admin import admin_listener, database_reachable
+from reconciler.app import assemble
 from reconciler.cli.root import cli
 from reconciler.config import Config
-from reconciler.engine.db import make_engine
-from reconciler.engine.outbox import Outbox, Outcome
-from reconciler.app import assemble
 from reconciler.coordination.pauses import Pauses
 from reconciler.coordination.provider_state import record_balance
+from reconciler.engine.db import make_engine
+from reconciler.engine.outbox import Outbox, Outcome
 from reconciler.engine.schema import mtn_orders
+from reconciler.http.admin import admin_listener, database_reachable
+
+from tests.factories import add_mtn_orders
 
 
 def scrape(port: int) -> dict[tuple[str, tuple], float]:

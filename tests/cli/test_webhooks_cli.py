@@ -15,14 +15,15 @@ from click.testing import CliRunner
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 
-from tests.factories import job_context, queue_events
 from jobs import refresh_metrics
 from jobs.deliver_webhooks import DeliverWebhooks
 from reconciler.cli.root import cli
 from reconciler.engine.events import PARTNER, Event
 from reconciler.engine.schema import status_history
-from tests.webhooks.test_delivery import config, deliveries, new_secret
+
+from tests.factories import job_context, queue_events
 from tests.webhook_receiver import Answer, Receiver
+from tests.webhooks.test_delivery import config, deliveries, new_secret
 
 
 def sample(name: str, **labels: str) -> float:

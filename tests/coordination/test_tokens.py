@@ -12,6 +12,7 @@ from sqlalchemy import Engine, event
 
 from reconciler.coordination.tokens import IssuedToken, TokenSlot, TokenUnavailable
 from reconciler.engine.db import make_engine
+
 from tests.coordination.token_server import TokenRequestRefused, TokenServer, fetch_token
 
 KEY = "zoho"

@@ -10,16 +10,17 @@ import threading
 import requests
 from sqlalchemy import select
 
-from tests.factories import add_mtn_orders
+from reconciler.app import assemble
+from reconciler.config import Config, DaemonConfig
 from reconciler.engine import metrics
 from reconciler.engine.clock import utcnow
-from reconciler.config import Config, DaemonConfig
 from reconciler.engine.daemon import Daemon, JobRunner, new_worker_id
 from reconciler.engine.db import make_engine
 from reconciler.engine.job import Job, JobContext
 from reconciler.engine.outbox import Outcome
-from reconciler.app import assemble
 from reconciler.engine.schema import mtn_orders
+
+from tests.factories import add_mtn_orders
 
 UNREACHABLE_PG = "postgresql://postgres@127.0.0.1:1/nothing"
 

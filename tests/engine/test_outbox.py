@@ -4,22 +4,22 @@ from __future__ import annotations
 import multiprocessing
 import threading
 import time
-from datetime import timedelta
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
-from tests.factories import add_mtn_orders
 from reconciler.engine.clock import utcnow
 from reconciler.engine.db import make_engine
-from reconciler.engine.drivers.postgres import hot_path_engine
+from reconciler.engine.drivers.postgres import PostgresQueries, hot_path_engine
 from reconciler.engine.events import NOTIFY, Event
 from reconciler.engine.outbox import Outbox, Outcome
-from reconciler.engine.stats import table_stats
-from reconciler.engine.drivers.postgres import PostgresQueries
 from reconciler.engine.schema import mtn_orders, status_history, webhook_deliveries
+from reconciler.engine.stats import table_stats
+
+from tests.factories import add_mtn_orders
 
 
 def outbox(engine, clock, worker="w1", **kwargs) -> Outbox:

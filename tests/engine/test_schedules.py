@@ -14,6 +14,7 @@ from reconciler.engine.daemon import SLOT_RETRY_SECONDS, Daemon, new_worker_id
 from reconciler.engine.db import make_engine
 from reconciler.engine.job import Job, JobContext
 from reconciler.engine.schedules import DailyAt, Every
+
 from tests.conftest import FakeClock
 
 UTC = timezone.utc

@@ -5,10 +5,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 
-from reconciler.http.audit import ApiCall, AuditLog
 from reconciler.engine.db import make_engine
 from reconciler.engine.migrate import migrate
 from reconciler.engine.schema import api_calls
+from reconciler.http.audit import ApiCall, AuditLog
 
 CALL = ApiCall("mtn", "POST", "http://reseller/api/orders", '{"size_gb": 5}', 200, '{"success": true}', None, 12)
 

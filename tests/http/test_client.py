@@ -12,9 +12,7 @@ from typing import Iterator
 import pytest
 
 from reconciler.http.audit import ApiCall
-from reconciler.http.client import (
-    MAX_RETRY_AFTER_SECONDS, HttpClient, OrderRef, TransportError, parse_retry_after,
-)
+from reconciler.http.client import MAX_RETRY_AFTER_SECONDS, HttpClient, OrderRef, TransportError, parse_retry_after
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
 

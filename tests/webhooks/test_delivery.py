@@ -13,13 +13,14 @@ import pytest
 from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook
 
-from tests.factories import add_mtn_orders, job_context, queue_events
 from jobs.deliver_webhooks import DeliverWebhooks
 from reconciler.config import Config, DaemonConfig, NotifyConfig, PartnerConfig, WebhooksConfig
 from reconciler.engine.events import NOTIFY, PARTNER, Event
 from reconciler.engine.outbox import Outbox, Outcome
 from reconciler.engine.schema import mtn_orders, webhook_attempts, webhook_deliveries, webhook_endpoints
 from reconciler.webhooks.endpoints import load_states
+
+from tests.factories import add_mtn_orders, job_context, queue_events
 from tests.webhook_receiver import Answer, Receiver
 
 

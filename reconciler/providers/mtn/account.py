@@ -13,12 +13,14 @@ from typing import Iterable
 
 from sqlalchemy import Engine
 
-from reconciler.engine import metrics
-from reconciler.providers.mtn import metrics as mtn_metrics
 from reconciler.config import MtnConfig
-from reconciler.providers.mtn.client import PROVIDER, MtnClient, MtnError, MtnInsufficientBalance, MtnRateLimited, MtnUnauthorised
 from reconciler.coordination.pauses import Pause, Pauses
 from reconciler.coordination.provider_state import load_state, record_balance
+from reconciler.engine import metrics
+from reconciler.providers.mtn import metrics as mtn_metrics
+from reconciler.providers.mtn.client import (
+    PROVIDER, MtnClient, MtnError, MtnInsufficientBalance, MtnRateLimited, MtnUnauthorised,
+)
 
 log = logging.getLogger(__name__)
 UNAUTHORISED, INSUFFICIENT_BALANCE, RATE_LIMITED = "unauthorised", "insufficient_balance", "rate_limited"

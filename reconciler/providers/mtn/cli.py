@@ -12,9 +12,9 @@ from sqlalchemy import Engine
 
 from reconciler.cli.support import App, When, actor
 from reconciler.engine.clock import utcnow
+from reconciler.engine.schema import COMPLETED, IN_DOUBT, IN_FLIGHT, SUBMITTED
 from reconciler.providers.mtn.client import PROVIDER, MtnError, mtn_client
 from reconciler.providers.mtn.orders import AmbiguousOrder, DuplicateOrder, enqueue_mtn, find_mtn_order, retry_mtn_order
-from reconciler.engine.schema import COMPLETED, IN_DOUBT, IN_FLIGHT, SUBMITTED
 
 REFUSALS = {
     IN_FLIGHT: "is being sent to the reseller right now",

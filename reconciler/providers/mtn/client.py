@@ -11,8 +11,8 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from enum import Enum
 from decimal import Decimal, InvalidOperation
+from enum import Enum
 from typing import Any, Callable
 
 from sqlalchemy import Engine

@@ -9,10 +9,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping
 
-from reconciler.providers.mtn.events import ShopEvent, customer_events
-from reconciler.providers.mtn.client import ProviderOrder, ResellerStatus
 from reconciler.engine.outbox import Outcome
 from reconciler.engine.schema import COMPLETED, FAILED, IN_DOUBT, SUBMITTED
+from reconciler.providers.mtn.client import ProviderOrder, ResellerStatus
+from reconciler.providers.mtn.events import ShopEvent, customer_events
 
 Order = Mapping[str, Any]
 

@@ -9,9 +9,11 @@ from typing import Iterable, Mapping, Sequence
 from sqlalchemy import Connection, Engine, RowMapping, bindparam, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from reconciler.engine.drivers.postgres import hot_path_engine, run_on_live_connection
 from reconciler.engine.drivers.common import IN_FLIGHT_SQL
-from reconciler.engine.schema import COMPLETED, IN_DOUBT, IN_FLIGHT, SUBMITTED, UTCDateTime, inbound_webhooks, mtn_orders
+from reconciler.engine.drivers.postgres import hot_path_engine, run_on_live_connection
+from reconciler.engine.schema import (
+    COMPLETED, IN_DOUBT, IN_FLIGHT, SUBMITTED, UTCDateTime, inbound_webhooks, mtn_orders,
+)
 
 UNSETTLED = (IN_FLIGHT, IN_DOUBT, SUBMITTED)  # the order may be at the reseller
 _CHUNK = 500

@@ -13,9 +13,9 @@ from sqlalchemy import Engine
 from reconciler.engine import metrics
 from reconciler.engine.clock import Clock, utcnow
 from reconciler.engine.inbound import store_inbound, store_refused
+from reconciler.http.listener import Request, Response, Route
 from reconciler.providers.mtn.client import PROVIDER, parse_webhook
 from reconciler.webhooks.signing import verify_sha256_signature
-from reconciler.http.listener import Request, Response, Route
 
 log = logging.getLogger(__name__)
 

@@ -10,15 +10,16 @@ from decimal import Decimal
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from tests.factories import job_context
 from reconciler.cli.root import cli
 from reconciler.config import load_config
-from reconciler.providers.mtn.fake import FakeMtn, MtnFaults
-from reconciler.providers.mtn.client import MtnClient
-from reconciler.providers.mtn.orders import enqueue_mtn, find_mtn_order
-from reconciler.engine.outbox import Outcome
 from reconciler.coordination.provider_state import load_state
+from reconciler.engine.outbox import Outcome
 from reconciler.engine.schema import DEAD, IN_DOUBT, SUBMITTED, TERMINAL_STATUSES, mtn_orders, status_history
+from reconciler.providers.mtn.client import MtnClient
+from reconciler.providers.mtn.fake import FakeMtn, MtnFaults
+from reconciler.providers.mtn.orders import enqueue_mtn, find_mtn_order
+
+from tests.factories import job_context
 
 SHOP_COLUMNS = {"shop_order_id", "recipient_phone", "network", "size_gb", "notify_url"}
 

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import socket
-from datetime import datetime, timezone
 import threading
+from datetime import datetime, timezone
 
 import pytest
 
 from reconciler.providers.mtn.client import (
-    MtnClient, ResellerStatus, MtnInDoubt, MtnUnreachable, canonical_status, history_entries,
-    parse_json, parse_order,
+    MtnClient, MtnInDoubt, MtnUnreachable, ResellerStatus, canonical_status, history_entries, parse_json, parse_order,
 )
 
 PHP_NOISE = "<br />\n<b>Warning</b>:  Undefined index: plan in /var/www/api/orders.php on line 12<br />\n"
@@ -94,8 +93,9 @@ def test_a_connection_closed_after_sending_leaves_the_order_in_doubt():
 def test_every_call_is_audited_without_the_api_key(engine):
     from sqlalchemy import select
 
-    from reconciler.http.audit import AuditLog
     from reconciler.engine.schema import api_calls
+    from reconciler.http.audit import AuditLog
+
     from tests.webhook_receiver import Answer, Receiver
 
     reseller = Receiver(lambda _: Answer(200, body=(PHP_NOISE + '{"success":true,"order_id":4321}').encode()))

@@ -14,9 +14,9 @@ from collections import Counter
 
 from sqlalchemy import func, insert, select
 
-from reconciler.providers.mtn.fake import FakeMtn, MtnFaults
 from reconciler.engine.migrate import migrate
 from reconciler.engine.schema import TERMINAL_STATUSES, mtn_orders
+from reconciler.providers.mtn.fake import FakeMtn, MtnFaults
 
 KEY, SECRET = "daemon-test-key", "daemon-test-webhook-secret"
 ORDERS = 40

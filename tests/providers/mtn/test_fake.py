@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from reconciler.providers.mtn.fake import COMPLETED_WORDS, FAILED_WORDS, PHP_WARNING, FakeMtn, MtnFaults
+
 from tests.webhook_receiver import Receiver
 
 KEY = "test-mtn-key"

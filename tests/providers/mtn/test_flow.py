@@ -17,16 +17,16 @@ from sqlalchemy import Engine, insert, select
 
 from jobs import apply_mtn_webhooks, rescue_leases
 from jobs.reconcile_mtn import ReconcileMtn
-from reconciler.providers.mtn.provider import outbox_policy
 from jobs.submit_mtn import SubmitMtn
 from reconciler.config import Config
-from reconciler.providers.mtn.fake import FakeMtn
-from reconciler.http.listener import HttpListener
-from reconciler.providers.mtn.webhook_route import mtn_webhook_route
 from reconciler.coordination.pauses import Pauses
 from reconciler.engine.schema import api_calls, inbound_webhooks, mtn_orders, status_history, webhook_deliveries
 from reconciler.http.client import MAX_RETRY_AFTER_SECONDS
+from reconciler.http.listener import HttpListener
 from reconciler.providers.mtn.client import mtn_client
+from reconciler.providers.mtn.fake import FakeMtn
+from reconciler.providers.mtn.provider import outbox_policy
+from reconciler.providers.mtn.webhook_route import mtn_webhook_route
 
 from tests.factories import add_mtn_orders, job_context
 

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.providers.mtn.phones import NETWORK_PREFIXES, RecipientRejected, mask_phone, normalise_phone, validate_recipient
+from reconciler.providers.mtn.phones import (
+    NETWORK_PREFIXES, RecipientRejected, mask_phone, normalise_phone, validate_recipient,
+)
 
 
 @pytest.mark.parametrize("typed", [

@@ -7,11 +7,12 @@ import time
 import pytest
 from sqlalchemy import Engine, select, text, update
 
-from tests.factories import add_mtn_orders, job_context
 from reconciler.config import load_config
-from reconciler.providers.mtn.store import lock_recipients
 from reconciler.engine.outbox import Outbox, Outcome
 from reconciler.engine.schema import COMPLETED, SUBMITTED, mtn_orders
+from reconciler.providers.mtn.store import lock_recipients
+
+from tests.factories import add_mtn_orders, job_context
 
 KEY_A, KEY_B = "0241234567:1", "0551234567:2"
 

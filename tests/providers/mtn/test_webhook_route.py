@@ -10,11 +10,11 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from reconciler.providers.mtn.fake import FakeMtn, MtnFaults
-from reconciler.providers.mtn.client import MtnClient
-from reconciler.providers.mtn.webhook_route import mtn_webhook_route
-from reconciler.http.listener import HttpListener
 from reconciler.engine.schema import inbound_webhooks
+from reconciler.http.listener import HttpListener
+from reconciler.providers.mtn.client import MtnClient
+from reconciler.providers.mtn.fake import FakeMtn, MtnFaults
+from reconciler.providers.mtn.webhook_route import mtn_webhook_route
 
 SECRET = "mtn-webhook-secret-5521"
 EVENT = json.dumps({"event": "order.status_changed", "timestamp": "2026-11-23T10:00:00Z", "order": {
