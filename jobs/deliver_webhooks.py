@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Mapping
 
 from reconciler.config import Config
+from reconciler.coordination.rate_limits import RateLimit
 from reconciler.engine.clock import utcnow
 from reconciler.engine.events import NOTIFY, PARTNER
 from reconciler.engine.job import JobContext
@@ -17,8 +18,7 @@ from reconciler.engine.outbox import Batch, Outbox, Outcome
 from reconciler.engine.schema import DEAD, webhook_deliveries
 from reconciler.webhooks import metrics as webhook_metrics
 from reconciler.webhooks.deliveries import log_attempt
-from reconciler.webhooks.endpoints import EndpointState, disable, load_states, record_result, take_probe
-from reconciler.webhooks.rate_limit import PerKeyRateLimiter
+from reconciler.webhooks.endpoints import EndpointState, disable, load_states, pause_key, record_result, take_probe
 from reconciler.webhooks.sender import AttemptResult, WebhookSender
 from reconciler.webhooks.signing import signature_headers
 
@@ -27,14 +27,13 @@ DELIVERED = "delivered"
 
 
 class DeliverWebhooks:
-    """The job; it keeps one HTTP session and the per-endpoint rate limits between runs."""
+    """The job; it keeps its HTTP sessions (keep-alive connections) between runs."""
 
     def __init__(self, config: Config) -> None:
         self.settings = config.webhooks
         self.signing = {PARTNER: (config.partner.signature, config.partner.webhook_secret, "partner.webhook_secret"),
                         NOTIFY: (config.notify.signature, config.notify.webhook_secret, "notify.webhook_secret")}
         self.sender = WebhookSender(self.settings.connect_timeout_seconds, self.settings.timeout_seconds)
-        self.rate_limiter = PerKeyRateLimiter(self.settings.max_per_second)
 
     def run(self, ctx: JobContext) -> None:
         outbox = ctx.outboxes[webhook_deliveries.name]
@@ -74,9 +73,10 @@ class DeliverWebhooks:
             log.error("cannot sign %s: %s is not set; delivery held back", delivery["event_id"], secret_key)
             hold = now + timedelta(seconds=self.settings.breaker_pause_seconds)
             return outbox.defer(delivery, hold, "unsigned", f"{secret_key} is not set"), endpoint
-        if not self.rate_limiter.allow(url, now):
-            wait = now + timedelta(seconds=self.rate_limiter.interval_seconds)
-            return outbox.defer(delivery, wait, "endpoint_rate_limited"), endpoint
+        wait_seconds = RateLimit.per_second(ctx.engine, pause_key(url), self.settings.max_per_second,
+                                            ctx.clock).try_acquire()
+        if wait_seconds > 0:
+            return outbox.defer(delivery, now + timedelta(seconds=wait_seconds), "endpoint_rate_limited"), endpoint
 
         body = delivery["payload"]
         headers = signature_headers(style, secrets, delivery["event_id"], body, utcnow())  # the real send time

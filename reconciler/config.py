@@ -132,7 +132,7 @@ class WebhooksConfig:
     breaker_failures: int = _setting(5, "consecutive failures that pause an endpoint", _positive, "must be > 0")
     breaker_pause_seconds: float = _setting(60.0, "first pause of a failing endpoint; doubles while probes fail (max 1 h)",
                                             _positive, "must be > 0")
-    max_per_second: float = _setting(10.0, "deliveries per second to one endpoint, per process", _positive, "must be > 0")
+    max_per_second: float = _setting(10.0, "deliveries per second to one endpoint, all replicas together", _positive, "must be > 0")
 
 
 @dataclass(frozen=True)

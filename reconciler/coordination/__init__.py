@@ -1,2 +1,2 @@
-"""State shared by all replicas through the database: pauses and probes, rate limits, OAuth tokens,
-time-of-day schedule slots. Nothing here is held in one process's memory."""
+"""State shared by all replicas through the database: pauses and probes, rate limits, OAuth tokens.
+Nothing here is held in one process's memory. (Time-of-day slots are the engine's: engine/schedule_slots.)"""

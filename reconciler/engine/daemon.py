@@ -20,7 +20,7 @@ from typing import Callable
 import schedule
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from reconciler.coordination.schedule_slots import claim_slot, fail_slot, finish_slot, load_slot
+from reconciler.engine.schedule_slots import claim_slot, fail_slot, finish_slot, load_slot
 from reconciler.engine import metrics
 from reconciler.engine.job import Job, JobContext
 from reconciler.engine.schedules import DailyAt, Every

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import event
 
 from reconciler.config import Config
-from reconciler.coordination.schedule_slots import claim_slot, load_slot
+from reconciler.engine.schedule_slots import claim_slot, load_slot
 from reconciler.engine.daemon import SLOT_RETRY_SECONDS, Daemon, new_worker_id
 from reconciler.engine.db import make_engine
 from reconciler.engine.job import Job, JobContext

@@ -213,6 +213,14 @@ def test_a_burst_to_one_endpoint_is_rate_limited(engine, clock, receiver):
     assert all(d["attempts"] in (0, 1) for d in deliveries(engine))  # held back, not failed
 
 
+def test_the_rate_of_one_endpoint_holds_for_all_replicas_together(engine, clock, receiver):
+    cfg = config(partner_secret=new_secret(), max_per_second=10)
+    queue_events(engine, events(receiver.url(), 25), clock.now)
+    for replica in ("replica-a", "replica-b"):
+        DeliverWebhooks(cfg).run(job_context(engine, cfg, clock, worker=replica))
+    assert len(receiver.requests) == 10
+
+
 def test_without_a_secret_nothing_is_sent_unsigned(engine, clock, receiver):
     queue_events(engine, events(receiver.url(), 1), clock.now)
     deliver(engine, config(partner_secret=""), clock)

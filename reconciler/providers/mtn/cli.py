@@ -15,6 +15,7 @@ from reconciler.engine.clock import utcnow
 from reconciler.engine.schema import COMPLETED, IN_DOUBT, IN_FLIGHT, SUBMITTED
 from reconciler.providers.mtn.client import PROVIDER, MtnError, mtn_client
 from reconciler.providers.mtn.orders import AmbiguousOrder, DuplicateOrder, enqueue_mtn, find_mtn_order, retry_mtn_order
+from reconciler.providers.mtn.outbox import outbox_policy
 
 REFUSALS = {
     IN_FLIGHT: "is being sent to the reseller right now",
@@ -92,7 +93,6 @@ def reconcile(app: App, ref: str | None, since: datetime | None) -> None:
     One reconciliation cycle over unsettled (in doubt, submitted) and recently completed orders, as the
     daemon runs every mtn.reconcile_interval_seconds."""
     from jobs.reconcile_mtn import ReconcileMtn
-    from reconciler.providers.mtn.provider import outbox_policy
 
     if ref is not None and since is not None:
         raise click.UsageError("give --order or --since, not both")

@@ -14,17 +14,12 @@ from reconciler.config import Config
 from reconciler.engine.clock import Clock
 from reconciler.engine.job import Job
 from reconciler.engine.outbox import OutboxPolicy
-from reconciler.engine.schema import IN_DOUBT, mtn_orders
 from reconciler.http.listener import Route
 from reconciler.providers.base import RouteKey
 from reconciler.providers.mtn import metrics
 from reconciler.providers.mtn.cli import balance, enqueue_mtn_order, reconcile, retry
+from reconciler.providers.mtn.outbox import outbox_policy
 from reconciler.providers.mtn.webhook_route import mtn_webhook_route
-
-
-def outbox_policy(config: Config) -> OutboxPolicy:
-    """The reseller takes no idempotency key: a rescued submission may have reached it, so it is in doubt."""
-    return OutboxPolicy(mtn_orders, config.mtn.retry_schedule_seconds, rescue_status=IN_DOUBT)
 
 
 class MtnProvider:

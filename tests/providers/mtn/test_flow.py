@@ -25,7 +25,7 @@ from reconciler.http.client import MAX_RETRY_AFTER_SECONDS
 from reconciler.http.listener import HttpListener
 from reconciler.providers.mtn.client import mtn_client
 from reconciler.providers.mtn.fake import FakeMtn
-from reconciler.providers.mtn.provider import outbox_policy
+from reconciler.providers.mtn.outbox import outbox_policy
 from reconciler.providers.mtn.webhook_route import mtn_webhook_route
 
 from tests.factories import add_mtn_orders, job_context

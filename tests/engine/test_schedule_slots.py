@@ -10,7 +10,7 @@ from typing import Callable
 import pytest
 from sqlalchemy import Engine
 
-from reconciler.coordination.schedule_slots import claim_slot, fail_slot, finish_slot, load_slot
+from reconciler.engine.schedule_slots import claim_slot, fail_slot, finish_slot, load_slot
 from reconciler.engine.db import make_engine
 
 SLOT = datetime(2026, 5, 10, 1, 0, tzinfo=timezone.utc)
