@@ -13,6 +13,8 @@ from sqlalchemy.engine import make_url
 from reconciler.engine.db import make_engine, normalise_url
 from reconciler.engine.migrate import migrate
 
+from tests.racing import Replica
+
 PG_ADMIN_URL = os.environ.get("RECONCILER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -93,3 +95,13 @@ class FakeClock:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture
+def replicas(db_url: str, engine) -> Iterator[list[Replica]]:
+    """Six replicas of the daemon sharing one migrated database, for races: each its own engine (connection
+    pool) and worker id."""
+    engines = [make_engine(db_url) for _ in range(6)]
+    yield [(e, f"replica-{i}") for i, e in enumerate(engines)]
+    for e in engines:
+        e.dispose()

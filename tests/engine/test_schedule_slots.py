@@ -2,40 +2,14 @@
 or a failed run's slot is taken over once."""
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
-from typing import Callable
-
-import pytest
-from sqlalchemy import Engine
 
 from reconciler.engine.schedule_slots import claim_slot, fail_slot, finish_slot, load_slot
-from reconciler.engine.db import make_engine
+
+from tests.racing import race
 
 SLOT = datetime(2026, 5, 10, 1, 0, tzinfo=timezone.utc)
 LEASE = 300.0
-
-
-@pytest.fixture
-def replicas(db_url, engine) -> list[tuple[Engine, str]]:
-    """Four replicas of the daemon: each its own engine (connection pool) and worker id."""
-    engines = [make_engine(db_url) for _ in range(4)]
-    yield [(e, f"replica-{i}") for i, e in enumerate(engines)]
-    for e in engines:
-        e.dispose()
-
-
-def race(replicas: list[tuple[Engine, str]], claim: Callable[[Engine, str], bool]) -> list[str]:
-    """Every replica claims at the same moment; returns the workers that got it."""
-    barrier = threading.Barrier(len(replicas))
-
-    def attempt(engine: Engine, worker: str) -> str | None:
-        barrier.wait(10)
-        return worker if claim(engine, worker) else None
-
-    with ThreadPoolExecutor(len(replicas)) as pool:
-        return [w for w in pool.map(attempt, *zip(*replicas)) if w is not None]
 
 
 def test_replicas_reaching_a_slot_together_claim_it_once(replicas):

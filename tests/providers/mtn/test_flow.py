@@ -21,6 +21,7 @@ from jobs.submit_mtn import SubmitMtn
 from reconciler.config import Config
 from reconciler.coordination.pauses import Pauses
 from reconciler.engine.schema import api_calls, inbound_webhooks, mtn_orders, status_history, webhook_deliveries
+from reconciler.engine.db import make_engine
 from reconciler.http.client import MAX_RETRY_AFTER_SECONDS
 from reconciler.http.listener import HttpListener
 from reconciler.providers.mtn.client import mtn_client
@@ -29,6 +30,7 @@ from reconciler.providers.mtn.outbox import outbox_policy
 from reconciler.providers.mtn.webhook_route import mtn_webhook_route
 
 from tests.factories import add_mtn_orders, job_context
+from tests.racing import together
 
 KEY, SECRET = "flow-key", "flow-webhook-secret"
 
@@ -336,6 +338,29 @@ def test_a_bad_key_pauses_the_flow_and_a_working_key_resumes_it(flow: Flow) -> N
     assert set(flow.statuses().values()) == {"submitted"}
     assert not Pauses(flow.engine).get("mtn").paused
     assert paused_metric("unauthorised") == 0
+
+
+def test_when_a_401_pause_runs_out_only_one_of_two_replicas_probes_the_reseller(flow: Flow, db_url: str) -> None:
+    flow.fake.api_key = "rotated"
+    flow.add({"recipient_phone": "0241234567", "size_gb": 5})
+    flow.submit()
+    assert Pauses(flow.engine).get("mtn").reason == "unauthorised"
+    flow.fake.api_key = KEY
+    flow.clock.advance(flow.config.mtn.auth_pause_seconds + 1)
+
+    engines = [make_engine(db_url) for _ in range(2)]
+    try:
+        replicas = [(job_context(e, flow.config, flow.clock, worker=f"replica-{i}"), SubmitMtn(flow.config))
+                    for i, e in enumerate(engines)]
+        probes_before = flow.fake.requests_received["GET /api/balance"]
+        together(*(lambda ctx=ctx, job=job: job.run(ctx) for ctx, job in replicas))
+    finally:
+        for e in engines:
+            e.dispose()
+    assert flow.fake.requests_received["GET /api/balance"] == probes_before + 1
+    assert not Pauses(flow.engine).get("mtn").paused
+    assert flow.statuses() == {"shop-1": "submitted"}
+    assert (flow.fake.create_requests, flow.fake.created_count) == (2, 1)
 
 
 def test_only_what_the_balance_covers_is_sent_and_the_rest_waits_for_a_top_up(flow: Flow) -> None:
