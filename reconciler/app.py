@@ -9,11 +9,13 @@ import threading
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from prometheus_client.metrics import MetricWrapperBase
 from sqlalchemy import Engine
 
 from jobs import refresh_metrics, rescue_leases
 from jobs.deliver_webhooks import DeliverWebhooks
 from reconciler.config import Config
+from reconciler.engine import metrics as engine_metrics
 from reconciler.engine.clock import Clock, utcnow
 from reconciler.engine.daemon import Daemon, new_worker_id
 from reconciler.engine.job import Job, JobContext
@@ -22,6 +24,7 @@ from reconciler.http.admin import admin_listener, database_reachable
 from reconciler.http.listener import HttpListener, Route
 from reconciler.providers.base import Provider, RouteKey
 from reconciler.providers.mtn.provider import MTN
+from reconciler.webhooks import metrics as webhook_metrics
 from reconciler.webhooks.deliveries import delivery_outbox_policy
 
 PROVIDERS: tuple[Provider, ...] = (MTN,)
@@ -44,6 +47,13 @@ def jobs(config: Config) -> list[Job]:
         Job("deliver_webhooks", config.webhooks.poll_interval_seconds, DeliverWebhooks(config).run),
         *(job for provider in configured_providers(config) for job in provider.jobs(config)),
     ]
+
+
+def metrics() -> list[MetricWrapperBase]:
+    """Every metric the daemon exports: the engine's, the webhooks' and each provider's."""
+    shared = [m for module in (engine_metrics, webhook_metrics) for m in vars(module).values()
+              if isinstance(m, MetricWrapperBase)]
+    return shared + [m for provider in PROVIDERS for m in provider.metrics()]
 
 
 def public_routes(config: Config, engine: Engine, clock: Clock = utcnow) -> dict[RouteKey, Route]:

@@ -44,3 +44,13 @@ def test_the_rule_reader_sees_imports_inside_functions(tmp_path: Path) -> None:
     sample = tmp_path / "sample.py"
     sample.write_text("def f():\n    from reconciler.providers.mtn.client import MtnClient\n")
     assert imports(sample) == [("reconciler.providers.mtn.client", ["MtnClient"])]
+
+
+def test_the_readme_lists_every_metric_the_daemon_exports() -> None:
+    from reconciler.app import metrics
+
+    readme = (ROOT / "README.md").read_text()
+    names = [family.name + ("_total" if family.type == "counter" else "")
+             for metric in metrics() for family in metric.describe()]
+    assert len(names) > 20
+    assert [name for name in names if name not in readme] == []
