@@ -11,12 +11,10 @@ import logging
 from datetime import timedelta
 
 from reconciler.engine.job import JobContext
-from reconciler.engine.schema import mtn_orders
-from reconciler.engine.transitions import move
 from reconciler.providers.mtn import metrics as mtn_metrics
 from reconciler.providers.mtn.client import PROVIDER, parse_webhook
 from reconciler.providers.mtn.settlement import settlement
-from reconciler.providers.mtn.store import applicable_webhooks, mark_processed
+from reconciler.providers.mtn.store import applicable_webhooks, apply_webhook, close_webhook
 
 log = logging.getLogger(__name__)
 EVENTS_PER_READ = 500
@@ -36,12 +34,9 @@ def run(ctx: JobContext) -> None:
                 error = f"cannot be applied: {type(exc).__name__}: {exc}"
                 log.warning("MTN webhook %d for order %s closed unapplied: %s", event_row_id,
                             order["shop_order_id"], error)
-                with ctx.engine.begin() as conn:
-                    mark_processed(conn, event_row_id, now, error)
+                close_webhook(ctx.engine, event_row_id, error, now)
                 continue
-            with ctx.engine.begin() as conn:
-                if change is not None and not move(conn, mtn_orders, change, order["status"], ctx.worker_id, now):
-                    return  # the order moved meanwhile: read it again next run, with this event still pending
-                mark_processed(conn, event_row_id, now)
+            if not apply_webhook(ctx.engine, event_row_id, order, change, ctx.worker_id, now):
+                return  # the order moved meanwhile: read it again next run, with this event still pending
             if change is not None:
                 mtn_metrics.MTN_SETTLED.labels("webhook", change.status).inc()

@@ -17,19 +17,19 @@ from datetime import datetime, timedelta
 from typing import Callable, Mapping, Sequence
 
 from sqlalchemy import Engine, RowMapping
-from sqlalchemy.exc import IntegrityError
 
 from reconciler.config import MtnConfig
 from reconciler.engine.clock import Clock
 from reconciler.engine.job import JobContext
 from reconciler.engine.outbox import Outcome, RetryPolicy
-from reconciler.engine.schema import DEAD, IN_DOUBT, QUEUED, mtn_orders
-from reconciler.engine.transitions import move
+from reconciler.engine.schema import DEAD, IN_DOUBT, QUEUED
 from reconciler.providers.mtn import metrics as mtn_metrics
 from reconciler.providers.mtn.client import PROVIDER, MtnClient, MtnError, ProviderOrder, ResellerStatus, mtn_client
 from reconciler.providers.mtn.events import ShopEvent, customer_events
 from reconciler.providers.mtn.settlement import find_matches, settlement
-from reconciler.providers.mtn.store import expire_orphan_webhooks, owned_provider_ids, unsettled_orders, watched_orders
+from reconciler.providers.mtn.store import (
+    expire_orphan_webhooks, owned_provider_ids, settle_order, unsettled_orders, watched_orders,
+)
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class ReconcileMtn:
             report.checked += 1
             if outcome is None:
                 report.still_open += order["status"] == IN_DOUBT
-            elif self._write(engine, order, outcome, actor, now):
+            elif settle_order(engine, order, outcome, actor, now):
                 if outcome.fields.get("provider_order_id"):
                     owned.add(outcome.fields["provider_order_id"])
                 if outcome.status in (QUEUED, DEAD) and order["status"] == IN_DOUBT:
@@ -123,14 +123,6 @@ class ReconcileMtn:
                            customer_events(order, ShopEvent.ORDER_DEAD, DEAD, reason=error))
         return Outcome(order["id"], QUEUED, "not_in_history",
                        {"recipient_lock": None, "next_attempt_at": now, "last_error": error})
-
-    @staticmethod
-    def _write(engine: Engine, order: Mapping, outcome: Outcome, actor: str, now: datetime) -> bool:
-        try:
-            with engine.begin() as conn:
-                return move(conn, mtn_orders, outcome, order["status"], actor, now)
-        except IntegrityError:  # another replica adopted that history order first
-            return False
 
 
 def covers(by_id: Mapping[str, ProviderOrder], known: Sequence[Mapping], since: datetime) -> bool:

@@ -54,3 +54,12 @@ def test_the_readme_lists_every_metric_the_daemon_exports() -> None:
              for metric in metrics() for family in metric.describe()]
     assert len(names) > 20
     assert [name for name in names if name not in readme] == []
+
+
+def test_jobs_open_no_transaction_of_their_own() -> None:
+    """A job reads as a story (claim, call, record); where its writes begin and end is the store's business."""
+    offenders = [f"{path.relative_to(ROOT)}:{node.lineno}"
+                 for path in sorted((ROOT / "jobs").glob("*.py"))
+                 for node in ast.walk(ast.parse(path.read_text()))
+                 if isinstance(node, ast.Attribute) and node.attr in ("begin", "connect", "execute")]
+    assert offenders == []

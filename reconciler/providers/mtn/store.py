@@ -11,9 +11,11 @@ from sqlalchemy.exc import IntegrityError
 
 from reconciler.engine.drivers.common import IN_FLIGHT_SQL
 from reconciler.engine.drivers.postgres import hot_path_engine, run_on_live_connection
+from reconciler.engine.outbox import Outcome
 from reconciler.engine.schema import (
     COMPLETED, IN_DOUBT, IN_FLIGHT, SUBMITTED, UTCDateTime, inbound_webhooks, mtn_orders,
 )
+from reconciler.engine.transitions import move
 
 UNSETTLED = (IN_FLIGHT, IN_DOUBT, SUBMITTED)  # the order may be at the reseller
 _CHUNK = 500
@@ -152,7 +154,34 @@ def expire_orphan_webhooks(engine: Engine, provider: str, received_before: datet
                             ).rowcount
 
 
-def mark_processed(conn: Connection, event_row_id: int, now: datetime, error: str | None = None) -> None:
+def settle_order(engine: Engine, order: Mapping, outcome: Outcome, actor: str, now: datetime) -> bool:
+    """Write what reconciliation decided, if the order is still as it was read (compare-and-set on its
+    status); False when another writer (a webhook, a replica adopting that history order) came first."""
+    try:
+        with engine.begin() as conn:
+            return move(conn, mtn_orders, outcome, order["status"], actor, now)
+    except IntegrityError:  # another replica adopted that history order first
+        return False
+
+
+def apply_webhook(engine: Engine, event_row_id: int, order: Mapping, change: Outcome | None, actor: str,
+                  now: datetime) -> bool:
+    """Write what a stored webhook says of its order and mark the event done, in one transaction; False
+    (the event still pending) when the order moved meanwhile."""
+    with engine.begin() as conn:
+        if change is not None and not move(conn, mtn_orders, change, order["status"], actor, now):
+            return False  # move wrote nothing
+        _mark_processed(conn, event_row_id, now)
+    return True
+
+
+def close_webhook(engine: Engine, event_row_id: int, error: str, now: datetime) -> None:
+    """Close a stored webhook that cannot be applied, with why, so the events behind it go on."""
+    with engine.begin() as conn:
+        _mark_processed(conn, event_row_id, now, error)
+
+
+def _mark_processed(conn: Connection, event_row_id: int, now: datetime, error: str | None = None) -> None:
     conn.execute(update(inbound_webhooks).where(inbound_webhooks.c.id == event_row_id)
                  .values(processed_at=now, process_error=error))
 
