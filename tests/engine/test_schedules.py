@@ -6,13 +6,15 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from freezegun import freeze_time
 from sqlalchemy import event
 
 from reconciler.config import Config
-from reconciler.engine.schedule_slots import claim_slot, load_slot
+from reconciler.engine.clock import utcnow
 from reconciler.engine.daemon import SLOT_RETRY_SECONDS, Daemon, new_worker_id
 from reconciler.engine.db import make_engine
 from reconciler.engine.job import Job, JobContext
+from reconciler.engine.schedule_slots import claim_slot, load_slot
 from reconciler.engine.schedules import DailyAt, Every
 
 from tests.conftest import FakeClock
@@ -170,6 +172,22 @@ def test_a_slot_runs_once_across_replicas_and_restarts(replicas):
     tick(*daemons)
     tick(*daemons)
     assert [slot for _, slot in r.runs] == [LAGOS_02, LAGOS_02 + timedelta(days=1)]
+
+
+def test_with_the_real_clock_frozen_a_slot_runs_once_across_replicas(db_url, engine):
+    # The daemon's own clock (utcnow), as `reconciler run` has it, moved by freezegun instead of a FakeClock.
+    r = Replicas(db_url, utcnow)
+    try:
+        with freeze_time(LAGOS_02 - timedelta(minutes=1)) as frozen:
+            daemons = r.start(3)
+            tick(*daemons)
+            assert r.runs == []
+            frozen.tick(timedelta(minutes=2))
+            tick(*daemons)
+            tick(*r.start(2), *daemons)
+            assert [slot for _, slot in r.runs] == [LAGOS_02]
+    finally:
+        r.dispose()
 
 
 @pytest.mark.parametrize("lateness_hours, runs", [(3, 1), (1, 0)])
