@@ -66,6 +66,12 @@ def test_retry_refuses_an_in_doubt_order_and_queues_a_dead_one_as_a_new_attempt(
     dead_id = settle_as(engine, clock, "dead-1", DEAD, provider_order_id="1001", provider_status="failed",
                         reject_reason="x", recipient_lock="0551234567:2", last_error="retries exhausted")
 
+    enqueue_mtn(engine, "queued-1", "0541234567", 1)
+    queued = invoke(db_url, "retry", "queued-1")
+    assert queued.exit_code == 1 and "is queued already" in queued.output
+    with engine.connect() as conn:
+        assert conn.scalar(select(status_history.c.id).where(status_history.c.cause == "retried")) is None
+
     refused = invoke(db_url, "retry", "doubt-1")
     assert refused.exit_code == 1 and "in doubt" in refused.output and "reconciler reconcile" in refused.output
     assert find_mtn_order(engine, "doubt-1")["status"] == IN_DOUBT
@@ -117,6 +123,13 @@ def test_reconcile_settles_submitted_orders_whose_webhooks_were_dropped(engine, 
         assert (settled["status"], settled["provider_status"], settled["recipient_lock"]) == (
             "completed", "success", None)
         assert find_mtn_order(engine, "B-1")["status"] == SUBMITTED  # not asked for
+
+        again = invoke(db_url, "reconcile", "--order", "A-1", **env)
+        assert again.exit_code == 0 and again.output.splitlines()[-1] == (
+            "order A-1 is completed and the reseller's history shows no reversal of it; nothing changed")
+        enqueue_mtn(engine, "Q-1", "0541234567", 1)
+        queued = invoke(db_url, "reconcile", "--order", "Q-1", **env)
+        assert queued.output.splitlines()[-1].startswith("order Q-1 is queued: only in-doubt, submitted and completed")
 
         assert "settled 1" in invoke(db_url, "reconcile", "--since", "1h", **env).output
         assert find_mtn_order(engine, "B-1")["status"] == "completed"
