@@ -30,7 +30,7 @@ REFUSALS = {
 
 @click.command("mtn")
 @click.option("--phone", required=True, help="Recipient phone as the shop got it, e.g. '024 123 4567'.")
-@click.option("--size", "size_gb", required=True, type=click.IntRange(min=1), help="Bundle size in GB.")
+@click.option("--size", "size_gb", required=True, type=click.IntRange(min=1, max=2_147_483_647), help="Bundle size in GB.")
 @click.option("--shop-order-id", help="The shop's order id (default: a new cli-... id).")
 @click.option("--network", default="MTN", show_default=True)
 @click.option("--notify-url", help="Where the customer notification for this order goes.")
