@@ -87,7 +87,7 @@ class Commands(click.Group):
             if is_database_unavailable(exc):
                 raise click.ClickException(f"cannot use the database: {database_error_cause(exc)} "
                                            f"(check database.url, and that the database is up)") from None
-            raise click.ClickException(f"unexpected {type(exc).__name__}: {mask_passwords(str(exc))} "
+            raise click.ClickException(f"unexpected {type(exc).__name__}: {' '.join(mask_passwords(str(exc)).split())} "
                                        f"(a bug: please report it with the command that caused it)") from None
 
 
