@@ -38,6 +38,8 @@ REFUSALS = {
 def enqueue_mtn_order(app: App, phone: str, size_gb: int, shop_order_id: str | None, network: str,
                       notify_url: str | None) -> None:
     """Queue an MTN data bundle; prints its shop_order_id."""
+    if shop_order_id is not None and not shop_order_id.strip():
+        raise click.BadParameter("must not be empty (leave it out for a new cli-... id)", param_hint="--shop-order-id")
     shop_order_id = shop_order_id or f"cli-{secrets.token_hex(6)}"
     try:
         row_id = enqueue_mtn(app.engine(), shop_order_id, phone, size_gb, network, notify_url)

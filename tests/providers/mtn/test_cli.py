@@ -56,6 +56,8 @@ def test_enqueue_inserts_only_the_shop_columns(engine, db_url):
     assert duplicate.exit_code == 1 and "'A-1' exists already" in duplicate.output
     assert find_mtn_order(engine, "A-1")["size_gb"] == 1
     assert invoke(db_url, "enqueue", "mtn", "--phone", "0241234567", "--size", "0").exit_code == 2
+    blank = invoke(db_url, "enqueue", "mtn", "--phone", "0241234567", "--size", "1", "--shop-order-id", " ")
+    assert blank.exit_code == 2 and "--shop-order-id" in blank.output and "Traceback" not in blank.output
 
 
 def test_retry_refuses_an_in_doubt_order_and_queues_a_dead_one_as_a_new_attempt(engine, db_url, clock):
