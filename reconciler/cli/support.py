@@ -44,8 +44,9 @@ class App:
         """The database, checked to be reachable and migrated. `create`: for the commands that migrate it
         themselves (db migrate, run); any other command refuses to create an empty SQLite file."""
         url = self.config.database.url
-        if not create and missing_sqlite_file(url) is not None:
-            raise click.ClickException(f"the database file {missing_sqlite_file(url)} does not exist (database.url): "
+        missing = None if create else missing_sqlite_file(url)
+        if missing is not None:
+            raise click.ClickException(f"the database file {missing} does not exist (database.url): "
                                        f"run `reconciler db migrate` to create it")
         engine = make_engine(url)
         if not create:
