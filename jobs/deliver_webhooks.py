@@ -19,7 +19,7 @@ from reconciler.engine.schema import DEAD, webhook_deliveries
 from reconciler.webhooks import metrics as webhook_metrics
 from reconciler.webhooks.deliveries import log_attempt
 from reconciler.webhooks.endpoints import EndpointState, disable, load_states, pause_key, record_result, take_probe
-from reconciler.webhooks.sender import AttemptResult, WebhookSender
+from reconciler.webhooks.sender import AttemptResult, WebhookSender, undeliverable
 from reconciler.webhooks.signing import signature_headers
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,9 @@ class DeliverWebhooks:
         now = ctx.clock()
         url = delivery["endpoint_url"]
         style, secrets, secret_key = self.signing[delivery["audience"]]
+        never = undeliverable(url)
+        if never is not None:
+            return Outcome(delivery["id"], DEAD, "undeliverable_url", {"last_error": never}), endpoint
         if endpoint.disabled_at is not None:
             return Outcome(delivery["id"], DEAD, "endpoint_disabled",
                            {"last_error": "endpoint disabled after 410 Gone"}), endpoint

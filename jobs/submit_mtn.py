@@ -118,7 +118,9 @@ class SubmitMtn:
         batch.close()
 
     def check(self, row: Mapping) -> Recipient | RecipientRejected:
-        if row["size_gb"] is None or row["size_gb"] <= 0:
+        if row["size_gb"] is None:
+            return RecipientRejected("invalid_size", "no size_gb given")
+        if row["size_gb"] <= 0:
             return RecipientRejected("invalid_size", f"size_gb must be a positive whole number, got {row['size_gb']}")
         try:
             return validate_recipient(row["recipient_phone"], row["network"],

@@ -20,7 +20,7 @@ from reconciler.engine.clock import Clock, utcnow
 from reconciler.engine.daemon import Daemon, new_worker_id
 from reconciler.engine.job import Job, JobContext
 from reconciler.engine.outbox import OutboxPolicy
-from reconciler.http.admin import admin_listener, database_reachable
+from reconciler.http.admin import Probe, admin_listener, database_not_ready
 from reconciler.http.listener import HttpListener, Route
 from reconciler.providers.base import Provider, RouteKey
 from reconciler.providers.mtn.provider import MTN
@@ -65,6 +65,11 @@ def public_routes(config: Config, engine: Engine, clock: Clock = utcnow) -> dict
     return routes
 
 
+def admin(config: Config, engine: Engine, alive: Probe) -> HttpListener:
+    """The admin listener; `run` starts it before the database is reachable, so /readyz can say why not."""
+    return admin_listener(config.admin.host, config.admin.port, alive=alive, ready=lambda: database_not_ready(engine))
+
+
 @dataclass
 class Assembly:
     """A daemon's parts, built but not started."""
@@ -81,11 +86,6 @@ class Assembly:
     def public_listener(self) -> HttpListener:
         receiver = self.config.receiver
         return HttpListener(receiver.host, receiver.port, receiver.max_body_bytes, self.routes)
-
-    def admin_listener(self, daemon: Daemon) -> HttpListener:
-        admin = self.config.admin
-        return admin_listener(admin.host, admin.port, alive=daemon.is_alive,
-                              ready=lambda: database_reachable(self.engine))
 
 
 def assemble(config: Config, engine: Engine, *, worker_id: str | None = None, clock: Clock = utcnow,

@@ -16,6 +16,20 @@ from sqlalchemy.engine import make_url
 
 ENV_PREFIX = "RECONCILER_"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_URL_PASSWORD = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)\S*@")
+
+
+def mask_passwords(text: str) -> str:
+    """`postgresql://user:PASSWORD@host/db` -> `postgresql://user:***@host/db` anywhere in `text`: for every
+    message a person or a log may see. A regex, so it works on URLs too broken to parse."""
+    return _URL_PASSWORD.sub(r"\1***@", text)
+
+
+def _shown(value: Any) -> str:
+    """A bad value as an error message may quote it: passwords masked, and a would-be URL whose password cannot
+    be found (user:pw@host without a scheme) not quoted at all."""
+    text = mask_passwords(repr(value))
+    return text if "@" not in text or "://" in text else "a value that is not a URL (not shown: it may hold a password)"
 
 
 class ConfigError(ValueError):
@@ -39,7 +53,12 @@ def _http_url(value: str) -> bool:
 
 
 def _db_url(value: str) -> bool:
-    return value.startswith(("sqlite", "postgresql"))
+    try:
+        url = make_url(value)
+        port = url.port  # make_url reads the port lazily in some versions: a bad one raises here or above
+    except Exception:  # sqlalchemy.exc.ArgumentError or ValueError: not a URL at all, or a port that is no number
+        return False
+    return url.get_backend_name() in ("sqlite", "postgresql", "postgres") and (port is None or 0 < port <= 65535)
 
 
 def _signature_style(value: str) -> bool:
@@ -57,8 +76,9 @@ def _setting(default: Any, help: str, check: Callable[[Any], bool] | None = None
 
 @dataclass(frozen=True)
 class DatabaseConfig:
-    url: str = _setting("sqlite:///reconciler.db", "SQLAlchemy URL: sqlite:///FILE or postgresql+psycopg://USER@HOST/DB",
-                        _db_url, "must start with sqlite or postgresql")
+    url: str = _setting("sqlite:///reconciler.db", "sqlite:///FILE or postgresql://USER:PASSWORD@HOST[:PORT]/DB "
+                        "(postgres:// too)", _db_url,
+                        "must be sqlite:///FILE or postgresql://USER:PASSWORD@HOST[:PORT]/DB with a port 1-65535")
 
 
 @dataclass(frozen=True)
@@ -186,7 +206,7 @@ class Config:
             if meta["secret"]:
                 value = "<set>" if value else "<unset>"
             elif key == "database.url":
-                value = make_url(value).render_as_string(hide_password=True)
+                value = mask_passwords(value)
             section, name = key.split(".")
             out.setdefault(section, {})[name] = value
         return out
@@ -244,7 +264,7 @@ def _coerce(key: str, type_name: str, value: Any, secret: bool) -> Any:
             return _number(value, float)
     except (ValueError, TypeError):
         pass
-    shown = "<secret>" if secret else repr(value)
+    shown = "<secret>" if secret else _shown(value)
     raise ConfigError(f"{key}: expected {_TYPE_WORDS[type_name]}, got {shown}")
 
 
@@ -286,7 +306,7 @@ def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | 
         value = _coerce(key, meta["type"], value, meta["secret"])
         check = meta["check"]
         if check is not None and not check(value):
-            shown = "<secret>" if meta["secret"] else repr(value)
+            shown = "<secret>" if meta["secret"] else _shown(value)
             raise ConfigError(f"{key}: {meta['rule']}, got {shown}")
         sections.setdefault(section, {})[name] = value
 

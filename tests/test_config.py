@@ -66,7 +66,7 @@ def test_env_references_and_overrides(tmp_path):
     ("daemon:\n  batch_size: 0\n", {}, "daemon.batch_size: must be > 0, got 0"),
     ("daemon:\n  batch_size: many\n", {}, "daemon.batch_size: expected a whole number, got 'many'"),
     ("admin:\n  port: 99999\n", {}, "admin.port: must be a port number 0-65535, got 99999"),
-    ("database:\n  url: mysql://x\n", {}, "database.url: must start with sqlite or postgresql"),
+    ("database:\n  url: mysql://x\n", {}, "database.url: must be sqlite:///FILE or postgresql://"),
     ("mtn:\n  retry_schedule_seconds: []\n", {}, "mtn.retry_schedule_seconds: must be a non-empty list"),
     ("mtn:\n  api_key: ${MTN_KEY}\n", {}, "mtn.api_key: environment variable MTN_KEY is not set"),
     ("mtn:\n  timeout: 3\n", {}, "mtn.timeout: unknown setting"),

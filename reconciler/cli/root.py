@@ -1,29 +1,37 @@
 """The `reconciler` command line. Exit codes: 0 ok, 1 failure, 2 usage or config error."""
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import signal
 import threading
+from typing import Callable
 
 import click
 from sqlalchemy import Engine
 
-from reconciler.app import PROVIDERS, assemble
+from reconciler.app import PROVIDERS, admin, assemble, configured_providers
 from reconciler.cli.demo import demo
-from reconciler.cli.support import App
+from reconciler.cli.support import App, Commands, ConfigProblem
 from reconciler.cli.webhooks import webhooks
 from reconciler.coordination.pauses import Pauses
 from reconciler.coordination.provider_state import load_states
 from reconciler.engine.clock import utcnow
+from reconciler.engine.daemon import Daemon
+from reconciler.engine.db import make_engine, missing_sqlite_file
 from reconciler.engine.migrate import migrate
+from reconciler.config import mask_passwords
 from reconciler.engine.schema import DEAD, OUTBOX_TABLES, STATUSES_BY_TABLE
 from reconciler.engine.startup import wait_for_schema
 from reconciler.engine.stats import table_stats
+from reconciler.http.admin import database_not_ready
+from reconciler.http.listener import HttpListener
 from reconciler.webhooks.endpoints import WEBHOOK_PAUSE_PREFIX
 
 
-@click.group()
+@click.group(cls=Commands)
+@click.version_option(package_name="reconciler", prog_name="reconciler")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="RECONCILER_CONFIG",
               help="YAML config file (default: ./config.yaml when present; env RECONCILER_CONFIG).")
 @click.pass_context
@@ -33,11 +41,31 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 
 
 @cli.command("check-config")
+@click.option("--connect", is_flag=True, help="Also reach the database (schema current?) and each configured provider.")
 @click.pass_obj
-def check_config(app: App) -> None:
-    """Validate the config and print it, secrets shown only as <set>/<unset>."""
-    click.echo(json.dumps(app.config.redacted(), indent=2))
+def check_config(app: App, connect: bool) -> None:
+    """Validate the config and print it, secrets shown only as <set>/<unset>.
+
+    With --connect: one ok/FAILED line per check; exit 1 if any failed."""
+    config = app.config
+    click.echo(json.dumps(config.redacted(), indent=2))
     click.echo("config ok", err=True)
+    if not connect:
+        return
+    missing = missing_sqlite_file(config.database.url)
+    engine = make_engine(config.database.url) if missing is None else None  # never creates an empty SQLite file
+    problem = (f"the database file {missing} does not exist: run `reconciler db migrate`" if engine is None
+               else database_not_ready(engine))
+    click.echo(f"database: FAILED: {problem}" if problem else "database: ok (reachable, schema current)")
+    failed = problem is not None
+    for provider in configured_providers(config):
+        try:  # a call recorded in api_calls only when the database is usable
+            click.echo(f"{provider.name}: ok ({provider.check(config, None if failed else engine)})")
+        except Exception as exc:  # each check reports its own failure; the next one still runs
+            failed = True
+            click.echo(f"{provider.name}: FAILED: {mask_passwords(str(exc)) or type(exc).__name__}")
+    if failed:
+        raise SystemExit(1)
 
 
 @cli.group()
@@ -49,7 +77,7 @@ def db() -> None:
 @click.pass_obj
 def db_migrate(app: App) -> None:
     """Apply pending schema migrations (safe to run from several replicas at once)."""
-    applied = migrate(app.engine())
+    applied = migrate(app.engine(create=True))
     if applied:
         for m in applied:
             click.echo(f"applied {m.version:03d}_{m.name}")
@@ -111,21 +139,38 @@ def run(app: App) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
 
-    engine = app.engine()
-    if not wait_for_schema(engine, stop):
-        return
-    assembly = assemble(config, engine, stop=stop)
-    daemon = assembly.daemon()
-    admin = assembly.admin_listener(daemon).start()
-    public = assembly.public_listener().start()
+    engine = app.engine(create=True)
     log = logging.getLogger("reconciler")
-    log.info("admin listener on %s:%d", config.admin.host, admin.port)
-    log.info("public listener on %s:%d", config.receiver.host, public.port)
+    daemons: list[Daemon] = []  # none while the database is awaited: the process itself is alive then
+    admin_http = listen("admin", config.admin.host, config.admin.port,
+                        lambda: admin(config, engine, alive=lambda: all(d.is_alive() for d in daemons)))
+    log.info("admin listener on %s:%d", config.admin.host, admin_http.port)
     try:
-        daemon.run()
+        if not wait_for_schema(engine, stop):
+            return
+        assembly = assemble(config, engine, stop=stop)
+        daemons.append(assembly.daemon())
+        public = listen("receiver", config.receiver.host, config.receiver.port, assembly.public_listener)
+        log.info("public listener on %s:%d", config.receiver.host, public.port)
+        try:
+            daemons[0].run()
+        finally:
+            public.stop()
     finally:
-        public.stop()
-        admin.stop()
+        admin_http.stop()
+
+
+def listen(section: str, host: str, port: int, make: Callable[[], HttpListener]) -> HttpListener:
+    """Start a listener, or stop with one line naming the setting to change: the port is taken (exit 1), or the
+    host is no address of this machine (exit 2)."""
+    try:
+        return make().start()
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise click.ClickException(f"{section}.port: {host}:{port} is in use by another process (Address already "
+                                       f"in use): stop it or choose another {section}.port") from None
+        raise ConfigProblem(f"{section}.host: cannot listen on {host!r} ({exc.strerror or exc}): give an address of "
+                            f"this machine, e.g. 127.0.0.1 or 0.0.0.0") from None
 
 
 @cli.group()

@@ -1,4 +1,5 @@
-"""What every command shares: the lazily loaded config, and the WHEN argument type."""
+"""What every command shares: the lazily loaded config and database, the WHEN argument type, and the errors a
+person can fix turned into one line with the documented exit code (0 ok, 1 failure, 2 usage or config error)."""
 from __future__ import annotations
 
 import getpass
@@ -10,9 +11,11 @@ from pathlib import Path
 import click
 from sqlalchemy import Engine
 
-from reconciler.config import Config, ConfigError, load_config
+from reconciler.config import Config, ConfigError, load_config, mask_passwords
 from reconciler.engine.clock import utcnow
-from reconciler.engine.db import make_engine
+from reconciler.engine.daemon import is_database_unavailable
+from reconciler.engine.db import database_error_cause, make_engine, missing_sqlite_file
+from reconciler.engine.migrate import schema_problem
 
 DEFAULT_CONFIG = Path("config.yaml")
 
@@ -37,8 +40,20 @@ class App:
                 sys.exit(2)
         return self._config
 
-    def engine(self) -> Engine:
-        return make_engine(self.config.database.url)
+    def engine(self, create: bool = False) -> Engine:
+        """The database, checked to be reachable and migrated. `create`: for the commands that migrate it
+        themselves (db migrate, run); any other command refuses to create an empty SQLite file."""
+        url = self.config.database.url
+        missing = None if create else missing_sqlite_file(url)
+        if missing is not None:
+            raise click.ClickException(f"the database file {missing} does not exist (database.url): "
+                                       f"run `reconciler db migrate` to create it")
+        engine = make_engine(url)
+        if not create:
+            problem = schema_problem(engine)
+            if problem is not None:
+                raise click.ClickException(problem)
+        return engine
 
     def require(self, *keys: str) -> Config:
         """The config, when these settings are set; else a config error naming the first missing one."""
@@ -47,6 +62,34 @@ class App:
                 click.echo(f"config error: {key} is not set", err=True)
                 sys.exit(2)
         return self.config
+
+
+class ConfigProblem(click.ClickException):
+    """A setting the person must change: exit 2, one line naming the key."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:
+        click.echo(f"config error: {self.format_message()}", err=True)
+
+
+class Commands(click.Group):
+    """The root group: whatever a command raises reaches the person as one line and an exit code, never as a
+    traceback, and never with a password in it."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, BrokenPipeError):  # click ends EPIPE quietly
+            raise
+        except ConfigError as exc:
+            raise ConfigProblem(str(exc)) from None
+        except Exception as exc:
+            if is_database_unavailable(exc):
+                raise click.ClickException(f"cannot use the database: {database_error_cause(exc)} "
+                                           f"(check database.url, and that the database is up)") from None
+            raise click.ClickException(f"unexpected {type(exc).__name__}: {' '.join(mask_passwords(str(exc)).split())} "
+                                       f"(a bug: please report it with the command that caused it)") from None
 
 
 def actor() -> str:

@@ -3,11 +3,18 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import re
+from pathlib import Path
+
 from sqlalchemy import Engine, Table
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.dml import Insert
 
+from reconciler.config import mask_passwords
 from reconciler.engine.drivers import driver_for
+
+MAX_CAUSE_CHARS = 300
 
 
 def normalise_url(url: str) -> str:
@@ -21,6 +28,23 @@ def normalise_url(url: str) -> str:
 def make_engine(url: str, pool_size: int = 5) -> Engine:
     parsed = make_url(normalise_url(url))
     return driver_for(parsed.get_dialect().name).create_engine(parsed, pool_size)
+
+
+def missing_sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL when it does not exist yet: connecting would create it, empty."""
+    parsed = make_url(normalise_url(url))
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    path = Path(parsed.database)
+    return None if path.exists() else path
+
+
+def database_error_cause(exc: BaseException) -> str:
+    """The driver's own words for why the database cannot be used (database or role does not exist, connection
+    refused, unknown host ...), on one line and with any password masked: what a person must fix."""
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    words = re.sub(r"\s+", " ", str(cause)).strip() or type(cause).__name__
+    return mask_passwords(words)[:MAX_CAUSE_CHARS]
 
 
 def insert_ignoring_conflicts(dialect_name: str, table: Table, conflict_columns: Sequence[str]) -> Insert:

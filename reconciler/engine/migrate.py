@@ -56,6 +56,19 @@ def applied_versions(conn: Connection) -> set[int]:
     return set(conn.scalars(select(schema_migrations.c.version)))
 
 
+def schema_problem(engine: Engine) -> str | None:
+    """Why this database cannot be used by this reconciler yet (migrations not applied), or None when its schema
+    is current. Raises the driver's error when the database cannot be reached at all."""
+    with engine.connect() as conn:
+        done = applied_versions(conn)
+    pending = [m for m in available_migrations(engine.dialect.name) if m.version not in done]
+    if not pending:
+        return None
+    names = ", ".join(f"{m.version:03d}_{m.name}" for m in pending)
+    state = "has no reconciler schema" if not done else f"lacks migrations {names}"
+    return f"the database {state}: run `reconciler db migrate`"
+
+
 def migrate(engine: Engine) -> list[Migration]:
     """Apply what is pending; return what this call applied (empty when up to date)."""
     applied: list[Migration] = []

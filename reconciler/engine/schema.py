@@ -8,8 +8,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from sqlalchemy import (
-    BigInteger, Boolean, CheckConstraint, Column, DateTime, ForeignKey, Identity, Index, Integer, MetaData, Numeric,
-    Table, Text, text,
+    DDL, BigInteger, Boolean, CheckConstraint, Column, DateTime, ForeignKey, Identity, Index, Integer, MetaData,
+    Numeric, Table, Text, event, text,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -98,6 +98,8 @@ mtn_orders = Table(
     # and size, so an in-doubt order matches the reseller's history without ambiguity.
     Column("recipient_lock", Text),
     _status_check("mtn_orders", ORDER_STATUSES),
+    # SQLite refuses the same rows with triggers (below): it cannot add a CHECK to an existing table.
+    CheckConstraint("btrim(shop_order_id) <> ''", name="mtn_orders_shop_order_id_check").ddl_if(dialect="postgresql"),
     *_lease_indexes("mtn_orders"),
     _partial_index("mtn_orders_recipient_lock_idx", "recipient_lock IS NOT NULL", "recipient_lock", unique=True),
     _partial_index("mtn_orders_provider_order_idx", "provider_order_id IS NOT NULL", "provider_order_id",
@@ -105,6 +107,12 @@ mtn_orders = Table(
     _partial_index("mtn_orders_unsettled_idx", f"status IN ('{IN_DOUBT}', '{SUBMITTED}')", "submitted_at"),
     _partial_index("mtn_orders_watch_idx", f"status = '{COMPLETED}'", "completed_at"),
 )
+
+for _when in ("INSERT", "UPDATE OF shop_order_id"):
+    event.listen(mtn_orders, "after_create", DDL(
+        f"CREATE TRIGGER mtn_orders_shop_order_id_{_when.split()[0].lower()} BEFORE {_when} ON mtn_orders "
+        "WHEN trim(NEW.shop_order_id) = '' BEGIN SELECT RAISE(ABORT, 'mtn_orders.shop_order_id must not be empty'); END"
+    ).execute_if(dialect="sqlite"))
 
 zoho_orders = Table(
     "zoho_orders", metadata,

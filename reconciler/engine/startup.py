@@ -7,6 +7,7 @@ import threading
 from sqlalchemy import Engine
 
 from reconciler.engine.daemon import MAX_BACKOFF_SECONDS, is_database_unavailable
+from reconciler.engine.db import database_error_cause
 from reconciler.engine.migrate import migrate
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ def wait_for_schema(engine: Engine, stop: threading.Event) -> bool:
         except Exception as exc:
             if not is_database_unavailable(exc):
                 raise
-            log.warning("database unavailable at start; retrying in %.0f s", delay)
+            log.warning("database unavailable at start: %s; retrying in %.0f s", database_error_cause(exc), delay)
             stop.wait(delay)
             delay = min(delay * 2, MAX_BACKOFF_SECONDS)
     return False

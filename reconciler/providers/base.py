@@ -38,5 +38,9 @@ class Provider(Protocol):
     def enqueue_command(self) -> click.Command:
         """`reconciler enqueue <name>`: insert an order as a shop would."""
 
+    def check(self, config: Config, engine: Engine | None) -> str:
+        """`check-config --connect`: one call with the configured credentials; what it showed, or an exception
+        saying why it failed. `engine` records the call (None when the database itself is not usable)."""
+
     def metrics(self) -> Sequence[MetricWrapperBase]:
         """Its Prometheus metrics (the engine's and the webhooks' are shared by all)."""

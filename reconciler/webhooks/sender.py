@@ -7,10 +7,26 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from reconciler.http.client import HttpClient, TransportError
 
 EXCERPT_BYTES = 512
+
+
+def undeliverable(url: str) -> str | None:
+    """Why no attempt could ever reach `url` (not http/https, no host, a bad port), or None: such an event is
+    dead at once instead of spending its retry schedule."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # raises ValueError on a port that is no number or out of range
+    except ValueError as exc:
+        return f"webhook URL {url!r} is not a URL ({exc})"
+    if parts.scheme not in ("http", "https"):
+        return f"webhook URL {url!r} is not an http or https URL"
+    if not parts.hostname:
+        return f"webhook URL {url!r} names no host"
+    return None
 
 
 @dataclass(frozen=True)

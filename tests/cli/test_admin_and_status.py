@@ -18,7 +18,7 @@ from reconciler.coordination.provider_state import record_balance
 from reconciler.engine.db import make_engine
 from reconciler.engine.outbox import Outbox, Outcome
 from reconciler.engine.schema import mtn_orders
-from reconciler.http.admin import admin_listener, database_reachable
+from reconciler.http.admin import admin_listener, database_not_ready
 
 from tests.factories import add_mtn_orders
 
@@ -39,16 +39,17 @@ def seed(engine, clock) -> None:
 
 def test_probes_report_loop_liveness_and_database_reachability(engine):
     alive = [True]
-    server = admin_listener("127.0.0.1", 0, alive=lambda: alive[0], ready=lambda: database_reachable(engine)).start()
+    server = admin_listener("127.0.0.1", 0, alive=lambda: alive[0], ready=lambda: database_not_ready(engine)).start()
     down = make_engine("postgresql://postgres@127.0.0.1:1/nothing")
-    unready = admin_listener("127.0.0.1", 0, alive=lambda: True, ready=lambda: database_reachable(down)).start()
+    unready = admin_listener("127.0.0.1", 0, alive=lambda: True, ready=lambda: database_not_ready(down)).start()
     try:
         base = f"http://127.0.0.1:{server.port}"
         assert requests.get(base + "/healthz", timeout=5).status_code == 200
         assert requests.get(base + "/readyz", timeout=5).status_code == 200
         alive[0] = False
         assert requests.get(base + "/healthz", timeout=5).status_code == 503
-        assert requests.get(f"http://127.0.0.1:{unready.port}/readyz", timeout=10).status_code == 503
+        why = requests.get(f"http://127.0.0.1:{unready.port}/readyz", timeout=10)
+        assert why.status_code == 503 and why.text.startswith("not ready: database unreachable: connection failed")
         assert requests.get(base + "/nope", timeout=5).status_code == 404
     finally:
         server.stop()
@@ -56,7 +57,7 @@ def test_probes_report_loop_liveness_and_database_reachability(engine):
 
 
 def test_metrics_export_outbox_state_and_activity(engine, clock):
-    server = admin_listener("127.0.0.1", 0, alive=lambda: True, ready=lambda: True).start()
+    server = admin_listener("127.0.0.1", 0, alive=lambda: True, ready=lambda: None).start()
     try:
         before = scrape(server.port)  # counters are process-wide: compare deltas
         seed(engine, clock)

@@ -147,9 +147,10 @@ def test_reconciler_run_serves_probes_and_exits_0_on_sigterm(db_url, tmp_path):
                               stderr=subprocess.PIPE, text=True)
     try:
         port = None
-        for line in daemon.stderr:  # wait for the listener's own announcement, not a fixed time
-            if "admin listener on" in line:
+        for line in daemon.stderr:  # wait for the listeners' own announcements, not a fixed time
+            if "admin listener on" in line:  # up first, before the schema is migrated
                 port = int(line.rsplit(":", 1)[1])
+            if "public listener on" in line:  # migrated, the daemon is starting
                 break
         assert port, "daemon never announced its admin listener"
         base = f"http://127.0.0.1:{port}"

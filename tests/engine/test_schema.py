@@ -10,7 +10,9 @@ import sysconfig
 import threading
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy.exc import IntegrityError
 
 from reconciler.engine.db import make_engine
 from reconciler.engine.migrate import applied_versions, available_migrations, migrate
@@ -45,6 +47,11 @@ def describe(engine: Engine) -> dict:
             "checks": sorted((c["name"], _normalise_sql(c["sqltext"])) for c in insp.get_check_constraints(table)),
             "indexes": indexes,
         }
+    if dialect.name == "sqlite":  # what SQLite checks with triggers instead of constraints
+        with engine.connect() as conn:
+            schema["triggers"] = sorted(tuple(r) for r in conn.exec_driver_sql(
+                "SELECT name, tbl_name, replace(replace(sql, char(10), ' '), '  ', ' ') "
+                "FROM sqlite_master WHERE type = 'trigger'"))
     return schema
 
 
@@ -60,15 +67,46 @@ def test_sql_files_build_exactly_the_metadata_schema(new_database):
         ("next_attempt_at", "id"), False, "status='queued'")
 
 
+@pytest.mark.parametrize("shop_order_id", ["", "   "])
+def test_an_empty_shop_order_id_is_refused_by_the_schema_on_insert_and_update(db_url, shop_order_id):
+    engine = make_engine(db_url)
+    migrate(engine)
+    insert = text("INSERT INTO mtn_orders (shop_order_id, recipient_phone, size_gb) VALUES (:id, '0241234567', 5)")
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(insert, {"id": shop_order_id})
+    with engine.begin() as conn:
+        conn.execute(insert, {"id": "A-1"})
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(text("UPDATE mtn_orders SET shop_order_id = :id"), {"id": shop_order_id})
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT shop_order_id FROM mtn_orders").scalars().all() == ["A-1"]
+
+
+def test_empty_shop_order_ids_stored_before_the_check_get_a_findable_id(db_url):
+    engine = make_engine(db_url)
+    *before, input_checks = available_migrations(engine.dialect.name)
+    assert input_checks.name == "input_checks"
+    with engine.begin() as conn:
+        for statement in [s for m in before for s in m.statements()]:
+            conn.exec_driver_sql(statement)
+        conn.exec_driver_sql("INSERT INTO mtn_orders (shop_order_id, recipient_phone, size_gb) "
+                             "VALUES ('', '0241234567', 5)")
+    migrate(engine)
+    with engine.connect() as conn:
+        row_id, shop_order_id = conn.exec_driver_sql("SELECT id, shop_order_id FROM mtn_orders").one()
+    assert shop_order_id == f"empty-{row_id}"
+
+
 def test_migrate_applies_what_is_pending_once(db_url):
     engine = make_engine(db_url)
     with engine.connect() as conn:
         assert applied_versions(conn) == set()
-    assert [m.name for m in migrate(engine)] == ["initial", "mtn_flow", "coordination"]
+    assert [m.name for m in migrate(engine)] == ["initial", "mtn_flow", "coordination", "input_checks"]
     assert migrate(engine) == []
     with engine.connect() as conn:
         assert conn.execute(select(schema_migrations.c.version, schema_migrations.c.name)
-                            .order_by(schema_migrations.c.version)).all() == [(1, "initial"), (2, "mtn_flow"), (3, "coordination")]
+                            .order_by(schema_migrations.c.version)).all() == [
+            (1, "initial"), (2, "mtn_flow"), (3, "coordination"), (4, "input_checks")]
 
 
 def test_a_schema_applied_by_hand_from_the_sql_file_is_recognised_and_upgraded(db_url):

@@ -202,6 +202,19 @@ def test_a_refused_connection_is_a_failure(engine, clock):
     assert (row["status"], row["last_error"]) == ("queued", "connection")
 
 
+@pytest.mark.parametrize("url, reason", [
+    ("not a url", "is not an http or https URL"), ("ftp://shop.example/hook", "is not an http or https URL"),
+    ("http:///hook", "names no host"), ("https://shop.example:99999/hook", "is not a URL")])
+def test_a_url_that_can_never_be_delivered_to_is_dead_at_once_with_the_reason(engine, clock, receiver, url, reason):
+    queue_events(engine, events(url, 1, audience=NOTIFY) + events(receiver.url(), 1, audience=NOTIFY, order="2"),
+                 clock.now)
+    deliver(engine, config(notify_secret=new_secret()), clock)
+    dead, delivered = deliveries(engine)
+    assert (dead["status"], dead["attempts"]) == ("dead", 1)
+    assert dead["last_error"].startswith(f"webhook URL {url!r} {reason}")
+    assert delivered["status"] == "delivered" and len(receiver.requests) == 1
+
+
 def test_a_burst_to_one_endpoint_is_rate_limited(engine, clock, receiver):
     cfg = config(partner_secret=new_secret(), max_per_second=10)
     queue_events(engine, events(receiver.url(), 25), clock.now)

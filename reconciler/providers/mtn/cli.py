@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Callable, Iterator, Mapping
 
 import click
@@ -12,12 +12,13 @@ from sqlalchemy import Engine
 
 from reconciler.cli.support import App, When, actor
 from reconciler.engine.clock import utcnow
-from reconciler.engine.schema import COMPLETED, IN_DOUBT, IN_FLIGHT, SUBMITTED
+from reconciler.engine.schema import COMPLETED, IN_DOUBT, IN_FLIGHT, QUEUED, SUBMITTED
 from reconciler.providers.mtn.client import PROVIDER, MtnError, mtn_client
 from reconciler.providers.mtn.orders import AmbiguousOrder, DuplicateOrder, enqueue_mtn, find_mtn_order, retry_mtn_order
 from reconciler.providers.mtn.outbox import outbox_policy
 
 REFUSALS = {
+    QUEUED: "is queued already: the daemon sends it when it is due (next attempt at {next_attempt_at})",
     IN_FLIGHT: "is being sent to the reseller right now",
     IN_DOUBT: ("is in doubt: the reseller may have it, and an in-doubt order is never sent again before the "
                "history proves it absent. Run `reconciler reconcile --order {ref}`: it settles the order, or "
@@ -29,7 +30,7 @@ REFUSALS = {
 
 @click.command("mtn")
 @click.option("--phone", required=True, help="Recipient phone as the shop got it, e.g. '024 123 4567'.")
-@click.option("--size", "size_gb", required=True, type=click.IntRange(min=1), help="Bundle size in GB.")
+@click.option("--size", "size_gb", required=True, type=click.IntRange(min=1, max=2_147_483_647), help="Bundle size in GB.")
 @click.option("--shop-order-id", help="The shop's order id (default: a new cli-... id).")
 @click.option("--network", default="MTN", show_default=True)
 @click.option("--notify-url", help="Where the customer notification for this order goes.")
@@ -37,6 +38,8 @@ REFUSALS = {
 def enqueue_mtn_order(app: App, phone: str, size_gb: int, shop_order_id: str | None, network: str,
                       notify_url: str | None) -> None:
     """Queue an MTN data bundle; prints its shop_order_id."""
+    if shop_order_id is not None and not shop_order_id.strip():
+        raise click.BadParameter("must not be empty (leave it out for a new cli-... id)", param_hint="--shop-order-id")
     shop_order_id = shop_order_id or f"cli-{secrets.token_hex(6)}"
     try:
         row_id = enqueue_mtn(app.engine(), shop_order_id, phone, size_gb, network, notify_url)
@@ -57,7 +60,8 @@ def retry(app: App, ref: str) -> None:
     order = _find(engine, ref)
     refusal = REFUSALS.get(order["status"])
     if refusal:
-        raise click.ClickException(f"order {order['shop_order_id']} {refusal.format(ref=order['shop_order_id'])}")
+        raise click.ClickException(f"order {order['shop_order_id']} "
+                                   f"{refusal.format(ref=order['shop_order_id'], **order)}")
     if not retry_mtn_order(engine, order["id"], actor(), utcnow()):
         raise click.ClickException(f"order {order['shop_order_id']} changed status meanwhile; look again")
     click.echo(f"order {order['shop_order_id']} queued again (was {order['status']})")
@@ -98,7 +102,8 @@ def reconcile(app: App, ref: str | None, since: datetime | None) -> None:
         raise click.UsageError("give --order or --since, not both")
     config = app.require("mtn.base_url")
     engine = app.engine()
-    only = _selection(engine, ref, since)
+    order = _find(engine, ref) if ref is not None else None
+    only = _selection(order, since)
     job = ReconcileMtn(config.mtn, outbox_policy(config).retries, mtn_client(config, engine))
     with _progressbar("reconciling") as progress:
         report = job.cycle(engine, utcnow, actor(), only=only, progress=progress)
@@ -106,14 +111,26 @@ def reconcile(app: App, ref: str | None, since: datetime | None) -> None:
         raise click.ClickException("the MTN order history could not be read; nothing was decided")
     click.echo(f"checked {report.checked}, settled {report.settled}, queued again {report.requeued}, "
                f"still in doubt {report.still_open}")
-    if ref is not None and report.checked == 0:
-        click.echo(f"order {ref} is neither unsettled nor a recently completed one: nothing to reconcile")
+    if order is not None and report.checked == 0:
+        click.echo(_not_checked(order, config.mtn.completed_watch_hours))
 
 
-def _selection(engine: Engine, ref: str | None, since: datetime | None) -> Callable[[Mapping], bool]:
-    if ref is not None:
-        row_id = _find(engine, ref)["id"]
-        return lambda order: order["id"] == row_id
+def _not_checked(order: Mapping, watch_hours: float) -> str:
+    """What a cycle that did not touch this order means for it."""
+    ref = order["shop_order_id"]
+    if order["status"] != COMPLETED:
+        return (f"order {ref} is {order['status']}: only in-doubt, submitted and completed orders are matched "
+                f"with the reseller's history; nothing changed")
+    watched_since = utcnow() - timedelta(hours=watch_hours)
+    if order["completed_at"] is None or order["completed_at"] < watched_since:
+        return (f"order {ref} completed more than mtn.completed_watch_hours ({watch_hours:g}) ago and is no "
+                f"longer watched for a reversal; nothing changed")
+    return f"order {ref} is completed and the reseller's history shows no reversal of it; nothing changed"
+
+
+def _selection(order: Mapping | None, since: datetime | None) -> Callable[[Mapping], bool]:
+    if order is not None:
+        return lambda row: row["id"] == order["id"]
     if since is not None:
         return lambda order: order["created_at"] >= since
     return lambda order: True

@@ -9,9 +9,9 @@ from sqlalchemy import Engine, RowMapping, or_, select
 
 from reconciler.engine.db import insert_ignoring_conflicts
 from reconciler.engine.outbox import requeue
-from reconciler.engine.schema import DEAD, FAILED, QUEUED, REJECTED, mtn_orders
+from reconciler.engine.schema import DEAD, FAILED, REJECTED, mtn_orders
 
-RETRYABLE = (FAILED, REJECTED, DEAD, QUEUED)
+RETRYABLE = (FAILED, REJECTED, DEAD)
 # A retried order is a new attempt: nothing of the reseller's order, nor the recipient lock, carries over.
 NEW_ATTEMPT = {"provider_order_id": None, "provider_status": None, "reject_reason": None, "recipient_lock": None,
                "submitted_at": None, "completed_at": None}
@@ -53,8 +53,8 @@ def find_mtn_order(engine: Engine, ref: str) -> RowMapping | None:
 
 
 def retry_mtn_order(engine: Engine, row_id: int, actor: str, now: datetime) -> bool:
-    """Queue a failed, rejected, dead (or queued) order again now as a new attempt with a fresh retry
-    budget; False when it is in none of those statuses (any more)."""
+    """Queue a failed, rejected or dead order again now as a new attempt with a fresh retry budget; False
+    when it is in none of those statuses (any more)."""
     return bool(requeue(engine, mtn_orders, [row_id], actor, "retried", now, statuses=RETRYABLE, reset=NEW_ATTEMPT))
 
 

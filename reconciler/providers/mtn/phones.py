@@ -36,6 +36,8 @@ class Recipient:
 def normalise_phone(raw: str | None) -> str:
     """0241234567, 241234567, 233241234567, +233 24 123 4567, 024-123-4567, +233 (0)24... -> 0241234567."""
     digits = _SEPARATORS.sub("", raw or "")
+    if not digits:
+        raise RecipientRejected("invalid_phone", "no phone number given")
     if digits.startswith("+"):
         digits = digits[1:]
     elif digits.startswith("00"):
@@ -64,6 +66,8 @@ def validate_recipient(raw_phone: str | None, raw_network: str | None, supported
                        check_prefix: bool = True) -> Recipient:
     phone = normalise_phone(raw_phone)
     network = canonical_network(raw_network)
+    if not (raw_network or "").strip():
+        raise RecipientRejected("unsupported_network", "no network given")
     if network is None or network not in supported:
         raise RecipientRejected("unsupported_network", f"network {raw_network!r} is not sold here")
     if check_prefix and network_of(phone) != network:

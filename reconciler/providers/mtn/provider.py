@@ -18,6 +18,7 @@ from reconciler.http.listener import Route
 from reconciler.providers.base import RouteKey
 from reconciler.providers.mtn import metrics
 from reconciler.providers.mtn.cli import balance, enqueue_mtn_order, reconcile, retry
+from reconciler.providers.mtn.client import MtnClient, MtnError, mtn_client
 from reconciler.providers.mtn.outbox import outbox_policy
 from reconciler.providers.mtn.webhook_route import mtn_webhook_route
 
@@ -48,6 +49,16 @@ class MtnProvider:
 
     def enqueue_command(self) -> click.Command:
         return enqueue_mtn_order
+
+    def check(self, config: Config, engine: Engine | None) -> str:
+        settings = config.mtn
+        client = (mtn_client(config, engine) if engine is not None else
+                  MtnClient(settings.base_url, settings.api_key, settings.request_timeout_seconds,
+                            settings.connect_timeout_seconds))
+        try:
+            return f"balance {client.balance()}"
+        except MtnError as exc:
+            raise RuntimeError(f"{settings.base_url}: {exc.message}") from None
 
     def metrics(self) -> Sequence[MetricWrapperBase]:
         return [metrics.PROVIDER_BALANCE, metrics.MTN_SUBMISSIONS, metrics.MTN_SETTLED, metrics.MTN_RECONCILE_RUNS]

@@ -56,6 +56,8 @@ def test_enqueue_inserts_only_the_shop_columns(engine, db_url):
     assert duplicate.exit_code == 1 and "'A-1' exists already" in duplicate.output
     assert find_mtn_order(engine, "A-1")["size_gb"] == 1
     assert invoke(db_url, "enqueue", "mtn", "--phone", "0241234567", "--size", "0").exit_code == 2
+    blank = invoke(db_url, "enqueue", "mtn", "--phone", "0241234567", "--size", "1", "--shop-order-id", " ")
+    assert blank.exit_code == 2 and "--shop-order-id" in blank.output and "Traceback" not in blank.output
 
 
 def test_retry_refuses_an_in_doubt_order_and_queues_a_dead_one_as_a_new_attempt(engine, db_url, clock):
@@ -65,6 +67,12 @@ def test_retry_refuses_an_in_doubt_order_and_queues_a_dead_one_as_a_new_attempt(
     settle_as(engine, clock, "doubt-1", IN_DOUBT, recipient_lock="0241234567:5", submitted_at=clock.now)
     dead_id = settle_as(engine, clock, "dead-1", DEAD, provider_order_id="1001", provider_status="failed",
                         reject_reason="x", recipient_lock="0551234567:2", last_error="retries exhausted")
+
+    enqueue_mtn(engine, "queued-1", "0541234567", 1)
+    queued = invoke(db_url, "retry", "queued-1")
+    assert queued.exit_code == 1 and "is queued already" in queued.output
+    with engine.connect() as conn:
+        assert conn.scalar(select(status_history.c.id).where(status_history.c.cause == "retried")) is None
 
     refused = invoke(db_url, "retry", "doubt-1")
     assert refused.exit_code == 1 and "in doubt" in refused.output and "reconciler reconcile" in refused.output
@@ -117,6 +125,13 @@ def test_reconcile_settles_submitted_orders_whose_webhooks_were_dropped(engine, 
         assert (settled["status"], settled["provider_status"], settled["recipient_lock"]) == (
             "completed", "success", None)
         assert find_mtn_order(engine, "B-1")["status"] == SUBMITTED  # not asked for
+
+        again = invoke(db_url, "reconcile", "--order", "A-1", **env)
+        assert again.exit_code == 0 and again.output.splitlines()[-1] == (
+            "order A-1 is completed and the reseller's history shows no reversal of it; nothing changed")
+        enqueue_mtn(engine, "Q-1", "0541234567", 1)
+        queued = invoke(db_url, "reconcile", "--order", "Q-1", **env)
+        assert queued.output.splitlines()[-1].startswith("order Q-1 is queued: only in-doubt, submitted and completed")
 
         assert "settled 1" in invoke(db_url, "reconcile", "--since", "1h", **env).output
         assert find_mtn_order(engine, "B-1")["status"] == "completed"

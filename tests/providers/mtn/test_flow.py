@@ -131,6 +131,15 @@ def test_bad_recipients_are_rejected_with_a_reason_before_any_api_call(flow: Flo
     assert flow.events() == [("shop-1", "order.rejected")]
 
 
+def test_a_missing_phone_network_or_size_is_rejected_in_words_never_none(flow: Flow) -> None:
+    flow.add({"recipient_phone": None, "size_gb": 1}, {"recipient_phone": "0241234567", "network": None, "size_gb": 1},
+             {"recipient_phone": "0241234567", "size_gb": None})
+    flow.submit()
+    assert {k: (o["reject_reason"], o["last_error"]) for k, o in flow.orders().items()} == {
+        "shop-1": ("invalid_phone", "no phone number given"), "shop-2": ("unsupported_network", "no network given"),
+        "shop-3": ("invalid_size", "no size_gb given")}
+
+
 def test_with_the_prefix_check_off_a_ported_number_is_sent(flow: Flow) -> None:
     flow.config = settings(flow.config, check_network_prefix=False)
     flow.__post_init__()
