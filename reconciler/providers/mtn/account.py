@@ -100,10 +100,10 @@ class MtnAccount:
         record_balance(self.engine, PROVIDER, balance, now)
         state = self.pauses.get(PROVIDER)
         cured = state.reason == UNAUTHORISED or (state.reason == INSUFFICIENT_BALANCE and balance >= self.cheapest)
-        if not (state.paused and cured) or self.pauses.resume(PROVIDER, now, reason=state.reason).paused:
-            return BalanceReading(balance, None)
-        log.info("MTN flow resumed after %s: the balance reads %s", state.reason, balance)
-        return BalanceReading(balance, state.reason)
+        if state.paused and cured and not self.pauses.resume(PROVIDER, now, reason=state.reason).paused:
+            log.info("MTN flow resumed after %s: the balance reads %s", state.reason, balance)
+            return BalanceReading(balance, state.reason)
+        return BalanceReading(balance, None)
 
     def _probe(self, state: Pause, now: datetime) -> Pause:
         if state.reason == RATE_LIMITED:
