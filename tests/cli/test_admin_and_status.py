@@ -63,6 +63,10 @@ def test_metrics_export_outbox_state_and_activity(engine, clock):
     try:
         before = scrape(server.port)  # counters are process-wide: compare deltas
         seed(engine, clock)
+        [waiting] = add_mtn_orders(engine, 1, prefix="waiting")
+        with engine.begin() as conn:  # queued 10 minutes ago, deferred for an hour
+            conn.execute(update(mtn_orders).where(mtn_orders.c.id == waiting).values(
+                created_at=clock.now - timedelta(seconds=600), next_attempt_at=clock.now + timedelta(hours=1)))
         config = Config()
         ctx = assemble(config, engine, worker_id="w", clock=clock).context
         refresh_metrics.run(ctx)
@@ -74,10 +78,11 @@ def test_metrics_export_outbox_state_and_activity(engine, clock):
         key = (name, tuple(sorted(labels.items())))
         return after.get(key, 0.0) - before.get(key, 0.0)
 
-    assert after[("reconciler_outbox_rows", (("status", "queued"), ("table", "mtn_orders")))] == 3
+    assert after[("reconciler_outbox_rows", (("status", "queued"), ("table", "mtn_orders")))] == 4
     assert after[("reconciler_outbox_rows", (("status", "dead"), ("table", "mtn_orders")))] == 1
     assert after[("reconciler_outbox_rows", (("status", "in_flight"), ("table", "zoho_orders")))] == 0
     assert after[("reconciler_outbox_oldest_queued_age_seconds", (("table", "mtn_orders"),))] == 90
+    assert after[("reconciler_outbox_oldest_waiting_age_seconds", (("table", "mtn_orders"),))] == 600
     assert delta("reconciler_outbox_claimed_total", table="mtn_orders") == 2
     assert delta("reconciler_outbox_finalised_total", table="mtn_orders", outcome="completed") == 1
     assert delta("reconciler_outbox_finalised_total", table="mtn_orders", outcome="dead") == 1
