@@ -19,4 +19,5 @@ def run(ctx: JobContext) -> None:
         for status in STATUSES_BY_TABLE[table.name]:
             metrics.OUTBOX_ROWS.labels(table.name, status).set(stats.counts.get(status, 0))
         metrics.OUTBOX_OLDEST_QUEUED_AGE.labels(table.name).set(stats.oldest_queued_age_seconds)
+        metrics.OUTBOX_OLDEST_WAITING_AGE.labels(table.name).set(stats.oldest_waiting_age_seconds)
     webhook_metrics.WEBHOOK_ENDPOINTS_PAUSED.set(paused_count(ctx.engine, now))

@@ -1,5 +1,6 @@
-"""Send due MTN orders to the reseller: claim a batch, check each order, lock its recipient, send what the
-balance covers (a few at a time), record what the reseller said.
+"""Send due MTN orders to the reseller: claim a batch, check each order (a size not on sale is rejected), lock
+its recipient, send each order the balance covers (a few at a time; one it does not cover waits alone),
+record what the reseller said.
 
 The reseller has no idempotency key, so an order is never sent twice on a guess: every answer that
 leaves the order's existence open makes it in_doubt, and only reconciliation against the reseller's
@@ -45,17 +46,19 @@ class SubmitMtn:
         self.settings = config.mtn
         self.batch_size = config.daemon.batch_size
         self.client: MtnClient | None = None
+        self.account: MtnAccount | None = None
         self.audit: AuditLog | None = None
         self.pool = ThreadPoolExecutor(self.settings.max_in_flight, thread_name_prefix="submit-mtn")
 
     def run(self, ctx: JobContext) -> None:
         """Batch after batch until none is due. The next batch is claimed once every row of this one has
         started, so its serial steps (claim, locks, finalise) run while this one's last orders are out."""
-        if self.client is None:
+        if self.account is None:
             self.audit = AuditLog(ctx.engine, ctx.clock, max_delay_seconds=AUDIT_DELAY_SECONDS)
             self.client = mtn_client(ctx.config, ctx.engine, ctx.clock, self.audit)
+            self.account = MtnAccount(ctx.engine, self.client, self.settings, ctx.worker_id)
         outbox = ctx.outboxes[mtn_orders.name]
-        account = MtnAccount(ctx.engine, self.client, self.settings, ctx.worker_id)
+        account = self.account
         reserve = self.settings.connect_timeout_seconds + self.settings.request_timeout_seconds
         slots = threading.Semaphore(self.settings.max_in_flight)
         refused = threading.Event()  # the reseller refused all orders (401, 402, 429): start no more
@@ -85,8 +88,8 @@ class SubmitMtn:
             sizes = {row["id"]: row["size_gb"] for row in batch.rows}
             sending.locked = lock_recipients(ctx.engine, ctx.worker_id, {
                 row_id: recipient_key(r.phone, sizes[row_id]) for row_id, r in recipients.items()}, ctx.clock())
-            sendable = [row["id"] for row in batch.rows if row["id"] in sending.locked]
-            affordable = set(sendable[:account.affordable([sizes[i] for i in sendable], ctx.clock())])
+            affordable = account.affordable({row["id"]: sizes[row["id"]] for row in batch.rows
+                                             if row["id"] in sending.locked}, ctx.clock())
 
             for row in _paced(batch, slots, refused):
                 check = checked[row["id"]]
@@ -101,9 +104,8 @@ class SubmitMtn:
                     # Another order to this recipient and size is unsettled: wait, spending no attempt.
                     retry_at = ctx.clock() + timedelta(seconds=self.settings.reconcile_interval_seconds)
                     record(batch, outbox.defer(row, retry_at, "recipient_busy"))
-                else:  # the balance covers no more: this one waits for the pause, the rest go back unstarted
-                    batch.halt()
-                    until = account.paused_until(ctx.clock())
+                else:  # the balance does not cover this one now: it waits for a new reading, the others go on
+                    until = account.balance_recheck_at(ctx.clock())
                     record(batch, with_fields(outbox.defer(row, until, "insufficient_balance"), NO_LOCK))
         except BaseException:
             self.finish(ctx, sending)  # what was started is finalised, the rest handed back
@@ -122,6 +124,9 @@ class SubmitMtn:
             return RecipientRejected("invalid_size", "no size_gb given")
         if row["size_gb"] <= 0:
             return RecipientRejected("invalid_size", f"size_gb must be a positive whole number, got {row['size_gb']}")
+        if row["size_gb"] not in self.settings.bundles:
+            on_sale = ", ".join(str(size) for size in sorted(self.settings.bundles))
+            return RecipientRejected("size_not_sold", f"{row['size_gb']} GB is not on sale (mtn.bundles: {on_sale} GB)")
         try:
             return validate_recipient(row["recipient_phone"], row["network"],
                                       check_prefix=self.settings.check_network_prefix)
@@ -154,9 +159,9 @@ class SubmitMtn:
                            customer_events(row, ShopEvent.ORDER_FAILED, FAILED, reason=exc.message))
         except (MtnUnauthorised, MtnInsufficientBalance, MtnRateLimited) as exc:
             refused.set()
-            paused = account.refused(exc, ctx.clock())
-            until = paused.paused_until or ctx.clock()
-            return with_fields(outbox.defer(row, until, "provider_paused", exc.message), NO_LOCK)
+            account.refused(exc, ctx.clock())
+            # the pause holds every order back and may end early (a probe, `reconciler resume`): keep its place
+            return with_fields(outbox.defer(row, row["next_attempt_at"], "provider_paused", exc.message), NO_LOCK)
         except MtnUnreachable as exc:
             return retry(outbox, row, exc.message)
         return Outcome(row["id"], SUBMITTED, "submitted", {

@@ -69,9 +69,20 @@ def _schedule(value: tuple[float, ...]) -> bool:
     return len(value) > 0 and all(v > 0 for v in value)
 
 
+def _bundles(value: dict[int, float]) -> bool:
+    return len(value) > 0 and all(size > 0 and price > 0 for size, price in value.items())
+
+
 def _setting(default: Any, help: str, check: Callable[[Any], bool] | None = None,
              rule: str = "", secret: bool = False) -> Any:
-    return field(default=default, metadata={"help": help, "check": check, "rule": rule, "secret": secret})
+    metadata = {"help": help, "check": check, "rule": rule, "secret": secret}
+    if isinstance(default, dict):  # a mutable default must be built afresh for each instance
+        return field(default_factory=lambda: dict(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+# The fake reseller's plans (reconciler/providers/mtn/fake.py) at its 5 per GB.
+DEFAULT_BUNDLES = {size: 5.0 * size for size in (1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 25, 30, 40, 50, 100)}
 
 
 @dataclass(frozen=True)
@@ -98,8 +109,9 @@ class MtnConfig:
     poll_interval_seconds: float = _setting(1.0, "how often due orders are looked for and stored webhooks applied",
                                             _positive, "must be > 0")
     max_in_flight: int = _setting(8, "orders sent to the reseller at once, per process", _positive, "must be > 0")
-    price_per_gb: float = _setting(5.0, "what 1 GB costs on the reseller account: only orders the balance covers are sent",
-                                   _non_negative, "must be >= 0")
+    bundles: dict[int, float] = _setting(DEFAULT_BUNDLES, "sizes on sale (GB) and what each costs: another size is "
+                                         "rejected, and an order is sent only when the balance covers its price",
+                                         _bundles, "must list at least one size > 0, each with a price > 0")
     balance_cache_seconds: float = _setting(30.0, "how long a balance reading is trusted before it is fetched again",
                                             _non_negative, "must be >= 0")
     check_network_prefix: bool = _setting(True, "reject numbers whose prefix belongs to another network (off: ported numbers)")
@@ -252,6 +264,13 @@ def _coerce(key: str, type_name: str, value: Any, secret: bool) -> Any:
             if not isinstance(value, (list, tuple)):
                 raise ValueError
             return tuple(_number(v, float) for v in value)
+        if type_name == "dict[int, float]":
+            pairs = value
+            if isinstance(value, str):  # from the environment: "1:5,2:10,5:25" (or "{1: 5, 2: 10}")
+                pairs = dict(pair.split(":", 1) for pair in value.strip().strip("{}").split(",") if pair.strip())
+            if not isinstance(pairs, dict):
+                raise ValueError
+            return {_number(size, int): _number(price, float) for size, price in pairs.items()}
         if type_name == "bool":
             if isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:  # from the environment
                 return _BOOL_WORDS[value.strip().lower()]
@@ -269,7 +288,8 @@ def _coerce(key: str, type_name: str, value: Any, secret: bool) -> Any:
 
 
 _TYPE_WORDS = {"str": "text", "int": "a whole number", "float": "a number",
-               "tuple[float, ...]": "a list of numbers", "bool": "true or false"}
+               "tuple[float, ...]": "a list of numbers", "bool": "true or false",
+               "dict[int, float]": "sizes with prices, like 1:5,2:10"}
 _BOOL_WORDS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
 
 

@@ -78,12 +78,24 @@ def test_env_references_and_overrides(tmp_path):
     ("daemon:\n  lease_seconds: 25\nmtn:\n  request_timeout_seconds: 30\n", {},
      "daemon.lease_seconds: must be longer than mtn.connect_timeout_seconds"),
     ("mtn:\n  check_network_prefix: maybe\n", {}, "mtn.check_network_prefix: expected true or false, got 'maybe'"),
+    ("mtn:\n  bundles: {}\n", {}, "mtn.bundles: must list at least one size > 0, each with a price > 0"),
+    ("mtn:\n  bundles:\n    1.5: 5\n", {}, "mtn.bundles: expected sizes with prices, like 1:5,2:10, got {1.5: 5}"),
+    ("", {"RECONCILER_MTN_BUNDLES": "5GB"}, "mtn.bundles: expected sizes with prices, like 1:5,2:10, got '5GB'"),
+    ("", {"RECONCILER_MTN_BUNDLES": "1:5,2:0"}, "mtn.bundles: must list at least one size > 0, each with a price > 0"),
 ])
 def test_a_bad_value_names_its_key(tmp_path, body, env, message):
     with pytest.raises(ConfigError) as caught:
         load_config(write(tmp_path, body), env=env)
     assert str(caught.value).startswith(message)
     assert "\n" not in str(caught.value)
+
+
+def test_bundles_are_sizes_with_a_price_each_in_the_file_or_the_environment(tmp_path):
+    path = write(tmp_path, "mtn:\n  bundles:\n    1: 4.5\n    10: 40\n")
+    assert load_config(path, env={}).mtn.bundles == {1: 4.5, 10: 40.0}
+    assert load_config(path, env={"RECONCILER_MTN_BUNDLES": "1:5, 2:10,5:25"}).mtn.bundles == {1: 5.0, 2: 10.0, 5: 25.0}
+    inline = write(tmp_path, 'mtn:\n  bundles: "${BUNDLES}"\n')
+    assert load_config(inline, env={"BUNDLES": "{3: 12}"}).mtn.bundles == {3: 12.0}
 
 
 def test_a_secret_written_into_the_file_is_refused_without_echoing_it(tmp_path):

@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 
 from reconciler.app import PROVIDERS, admin, assemble, configured_providers
 from reconciler.cli.demo import demo
-from reconciler.cli.support import App, Commands, ConfigProblem
+from reconciler.cli.support import App, Commands, ConfigProblem, actor
 from reconciler.cli.webhooks import webhooks
 from reconciler.coordination.pauses import Pauses
 from reconciler.coordination.provider_state import load_states
@@ -89,7 +89,11 @@ def db_migrate(app: App) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of a table.")
 @click.pass_obj
 def status(app: App, as_json: bool) -> None:
-    """Rows per outbox table and status, the oldest queued age and the dead count; paused providers."""
+    """Rows per outbox table and status, the oldest queued ages and the dead count; paused providers.
+
+    Oldest queued: how long the oldest due row has waited for its turn. Oldest waiting: the age of the oldest
+    queued row that is not due yet (an order the balance does not cover, one whose recipient is busy, a
+    retry), since it was created."""
     engine = app.engine()
     now = utcnow()
     report = {}
@@ -98,6 +102,7 @@ def status(app: App, as_json: bool) -> None:
         report[table.name] = {
             "counts": {s: stats.counts.get(s, 0) for s in STATUSES_BY_TABLE[table.name]},
             "oldest_queued_age_seconds": round(stats.oldest_queued_age_seconds, 1),
+            "oldest_waiting_age_seconds": round(stats.oldest_waiting_age_seconds, 1),
             "dead": stats.counts.get(DEAD, 0),
         }
     providers = provider_reports(engine)
@@ -105,7 +110,8 @@ def status(app: App, as_json: bool) -> None:
         click.echo(json.dumps({**report, "providers": providers}, indent=2))
         return
     for name, entry in report.items():
-        click.echo(f"{name}  (oldest queued {entry['oldest_queued_age_seconds']:.0f}s, dead {entry['dead']})")
+        click.echo(f"{name}  (oldest queued {entry['oldest_queued_age_seconds']:.0f}s, oldest waiting "
+                   f"{entry['oldest_waiting_age_seconds']:.0f}s, dead {entry['dead']})")
         for state, count in entry["counts"].items():
             click.echo(f"  {state:<10} {count:>10}")
     for name, entry in providers.items():
@@ -127,6 +133,19 @@ def provider_reports(engine: Engine) -> dict[str, dict]:
             "balance": str(state.balance) if state and state.balance is not None else None,
             "balance_checked_at": state.balance_checked_at.isoformat() if state and state.balance_checked_at else None}
     return reports
+
+
+@cli.command()
+@click.argument("provider", type=click.Choice([provider.name for provider in PROVIDERS]))
+@click.pass_obj
+def resume(app: App, provider: str) -> None:
+    """End a provider's pause now, whatever paused it (recorded with who did it)."""
+    [chosen] = [p for p in PROVIDERS if p.name == provider]
+    ended = chosen.resume(app.engine(), actor(), utcnow())
+    if ended is None:
+        click.echo(f"{provider} was not paused")
+    else:
+        click.echo(f"{provider} resumed (it was paused: {ended.reason}, until {ended.paused_until.isoformat()})")
 
 
 @cli.command()

@@ -15,6 +15,7 @@ from typing import Iterable
 from sqlalchemy import Connection, Engine, and_, func, or_, select, update
 
 from reconciler.engine.db import insert_ignoring_conflicts
+from reconciler.engine.operator_actions import record_operator_action
 from reconciler.engine.schema import pauses
 
 PROBE_LEASE_SECONDS = 60.0  # a replica that took the probe and died frees it after this long
@@ -39,6 +40,8 @@ class Pause:
 
 
 _COLUMNS = (pauses.c.key, pauses.c.reason, pauses.c.detail, pauses.c.paused_until, pauses.c.consecutive_failures)
+_OPEN = {"reason": None, "detail": None, "paused_until": None, "consecutive_failures": 0, "probe_by": None,
+         "probe_until": None}
 
 
 class Pauses:
@@ -73,18 +76,40 @@ class Pauses:
         """Stop `key` until `until`; a probe held by anyone is given up (the probe's answer is this pause)."""
         return self._set(key, now, reason=reason, detail=detail, paused_until=until, probe_by=None, probe_until=None)
 
-    def resume(self, key: str, now: datetime) -> Pause:
-        return self._set(key, now, reason=None, detail=None, paused_until=None, consecutive_failures=0,
-                         probe_by=None, probe_until=None)
+    def resume(self, key: str, now: datetime, reason: str | None = None) -> Pause:
+        """Open `key` and close its breaker; with `reason`, only a pause for that reason (another pause set
+        meanwhile stands). The key's state after."""
+        if reason is None:
+            return self._set(key, now, **_OPEN)
+        with self.engine.begin() as conn:
+            row = conn.execute(update(pauses).where(pauses.c.key == key, pauses.c.reason == reason)
+                               .values(**_OPEN, updated_at=now).returning(*_COLUMNS)).first()
+        return Pause(*row) if row is not None else self.get(key)
+
+    def resume_by(self, key: str, actor: str, now: datetime) -> Pause | None:
+        """A person opens `key` now, whatever paused it; recorded in operator_actions with who did it and what
+        it ended. The pause it ended, or None when the key was not paused (then nothing is recorded)."""
+        with self.engine.begin() as conn:
+            row = conn.execute(select(*_COLUMNS).where(pauses.c.key == key, pauses.c.paused_until.is_not(None))
+                               .with_for_update()).first()
+            if row is None:
+                return None
+            ended = Pause(*row)
+            conn.execute(update(pauses).where(pauses.c.key == key).values(**_OPEN, updated_at=now))
+            record_operator_action(conn, actor, "resume", key, now,
+                                   f"was paused ({ended.reason}) until {ended.paused_until.isoformat()}: {ended.detail}")
+        return ended
 
     def take_probe(self, key: str, worker: str, now: datetime,
-                   lease_seconds: float = PROBE_LEASE_SECONDS) -> bool:
-        """True for the one replica that may try the other side now that the pause is over. The others
-        get False until that probe resumes or pauses the key again (or its lease runs out)."""
+                   lease_seconds: float = PROBE_LEASE_SECONDS, early: bool = False) -> bool:
+        """True for the one replica that may try the other side now that the pause is over (or, `early`, even
+        while it holds: this replica has something new to try, such as the key it was just started with). The
+        others get False until that probe resumes or pauses the key again (or its lease runs out)."""
         p = pauses
+        over = p.c.paused_until.is_not(None) if early else p.c.paused_until <= now
         with self.engine.begin() as conn:
             return bool(conn.execute(
-                update(p).where(p.c.key == key, p.c.paused_until <= now,
+                update(p).where(p.c.key == key, over,
                                 or_(p.c.probe_until.is_(None), p.c.probe_until < now, p.c.probe_by == worker))
                 .values(probe_by=worker, probe_until=now + timedelta(seconds=lease_seconds), updated_at=now)
             ).rowcount)
@@ -111,8 +136,7 @@ class Pauses:
         with self.engine.begin() as conn:
             conn.execute(update(p).where(p.c.key == key, and_(or_(p.c.consecutive_failures > 0,
                                                                    p.c.paused_until.is_not(None))))
-                         .values(reason=None, detail=None, paused_until=None, consecutive_failures=0,
-                                 probe_by=None, probe_until=None, updated_at=now))
+                         .values(**_OPEN, updated_at=now))
         return Pause(key)
 
     def _set(self, key: str, now: datetime, **values: object) -> Pause:

@@ -8,6 +8,10 @@ OUTBOX_ROWS = Gauge(
 OUTBOX_OLDEST_QUEUED_AGE = Gauge(
     "reconciler_outbox_oldest_queued_age_seconds",
     "How long the longest-waiting due queued row has been waiting past its next_attempt_at", ["table"])
+OUTBOX_OLDEST_WAITING_AGE = Gauge(
+    "reconciler_outbox_oldest_waiting_age_seconds",
+    "Age since created_at of the oldest queued row that is not due yet (deferred: balance, recipient, pause, "
+    "retry)", ["table"])
 OUTBOX_CLAIMED = Counter("reconciler_outbox_claimed_total", "Rows claimed under a lease", ["table"])
 OUTBOX_FINALISED = Counter(
     "reconciler_outbox_finalised_total", "Claimed rows finalised, by the status they moved to", ["table", "outcome"])

@@ -285,6 +285,16 @@ schedule_runs = Table(
     Column("created_at", UTCDateTime, nullable=False, server_default=NOW),
 )
 
+operator_actions = Table(
+    "operator_actions", metadata,
+    Column("id", ID, Identity(), primary_key=True),
+    Column("actor", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("target", Text, nullable=False),
+    Column("detail", Text),
+    Column("created_at", UTCDateTime, nullable=False, server_default=NOW),
+)
+
 schema_migrations = Table(
     "schema_migrations", metadata,
     Column("version", Integer, primary_key=True, autoincrement=False),

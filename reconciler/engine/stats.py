@@ -15,11 +15,14 @@ from reconciler.engine.schema import status_history
 @dataclass(frozen=True)
 class TableStats:
     counts: dict[str, int]
-    oldest_queued_age_seconds: float  # 0 when nothing is due
+    oldest_queued_age_seconds: float  # how far behind its turn the oldest due row is; 0 when nothing is due
+    oldest_waiting_age_seconds: float  # age of the oldest queued row not due yet (deferred); 0 when none
 
 
 def table_stats(engine: Engine, table: Table, now: datetime) -> TableStats:
-    """Rows by status and how long the longest-waiting due row has waited (read through the claim index)."""
+    """Rows by status, how long the longest-waiting due row has waited, and how old the oldest row is that waits
+    for a later turn (an order the balance does not cover, say: not due, yet not 0 s old). Both read through
+    the claim index."""
     t = table
     with engine.connect() as conn:
         counts = dict(conn.execute(select(t.c.status, func.count()).group_by(t.c.status)).all())
@@ -28,8 +31,13 @@ def table_stats(engine: Engine, table: Table, now: datetime) -> TableStats:
             .where(t.c.status == QUEUED_SQL, t.c.next_attempt_at <= now)
             .order_by(t.c.next_attempt_at, t.c.id)
             .limit(1))
-    age = (now - oldest_due).total_seconds() if oldest_due is not None else 0.0
-    return TableStats(counts, max(age, 0.0))
+        oldest_waiting = conn.scalar(
+            select(func.min(t.c.created_at)).where(t.c.status == QUEUED_SQL, t.c.next_attempt_at > now))
+    return TableStats(counts, _age(now, oldest_due), _age(now, oldest_waiting))
+
+
+def _age(now: datetime, since: datetime | None) -> float:
+    return max((now - since).total_seconds(), 0.0) if since is not None else 0.0
 
 
 def transitions_from(engine: Engine, table: Table, from_status: str) -> Counter[tuple[str, str]]:

@@ -2,6 +2,7 @@
 http, coordination and webhooks packages never import a provider."""
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol, Sequence
 
 import click
@@ -9,6 +10,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from sqlalchemy import Engine
 
 from reconciler.config import Config
+from reconciler.coordination.pauses import Pause
 from reconciler.engine.clock import Clock
 from reconciler.engine.job import Job
 from reconciler.engine.outbox import OutboxPolicy
@@ -44,3 +46,7 @@ class Provider(Protocol):
 
     def metrics(self) -> Sequence[MetricWrapperBase]:
         """Its Prometheus metrics (the engine's and the webhooks' are shared by all)."""
+
+    def resume(self, engine: Engine, by: str, now: datetime) -> Pause | None:
+        """`reconciler resume <name>`: end its pause now, whatever the reason, recorded with who did it (`by`);
+        the pause it ended, or None when it was not paused."""

@@ -170,3 +170,21 @@ def test_all_paused_and_count_holding_see_keys_by_prefix(engine, clock):
     found = pauses.get_many([a, c, "webhook:https://e.example/hook"])
     assert (found[a].holds(now), found[c].consecutive_failures, found["webhook:https://e.example/hook"].paused) == (
         True, 1, False)
+
+
+def test_a_resume_for_one_reason_leaves_a_pause_set_for_another_standing(engine, clock):
+    pauses = Pauses(engine)
+    pauses.pause(MTN, "rate_limited", clock() + seconds(60), clock())  # set while a 401 probe was under way
+    assert pauses.resume(MTN, clock(), reason="unauthorised").reason == "rate_limited"
+    assert not pauses.resume(MTN, clock(), reason="rate_limited").paused
+
+
+def test_while_a_pause_holds_exactly_one_racing_replica_takes_an_early_probe(engine, replicas, clock):
+    Pauses(engine).pause(MTN, "unauthorised", clock() + seconds(300), clock())
+
+    def early(e, worker):
+        return Pauses(e).take_probe(MTN, worker, clock(), early=True)
+
+    [prober] = race(replicas, early)
+    assert race(replicas, early) == [prober]
+    assert Pauses(engine).get(MTN).holds(clock())  # taking the probe does not end the pause

@@ -8,7 +8,7 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from reconciler.engine.clock import utcnow
@@ -217,6 +217,18 @@ def test_table_stats_counts_statuses_and_the_oldest_due_row(engine, clock):
     assert stats.counts == {"queued": 2, "dead": 1}
     assert stats.oldest_queued_age_seconds == pytest.approx(42)
     assert table_stats(engine, webhook_deliveries, clock.now).oldest_queued_age_seconds == 0
+
+
+def test_table_stats_gives_a_row_deferred_to_later_its_age_not_0s(engine, clock):
+    waiting, _ = add_mtn_orders(engine, 2, due_at=clock.now)
+    with engine.begin() as conn:  # an order the balance does not cover, say: queued ten minutes, due in 30 s
+        conn.execute(update(mtn_orders).where(mtn_orders.c.id == waiting).values(
+            created_at=clock.now - timedelta(seconds=600), next_attempt_at=clock.now + timedelta(seconds=30)))
+    clock.advance(5)
+    stats = table_stats(engine, mtn_orders, clock.now)
+    assert stats.oldest_queued_age_seconds == pytest.approx(5)  # the due one
+    assert stats.oldest_waiting_age_seconds == pytest.approx(605)
+    assert table_stats(engine, webhook_deliveries, clock.now).oldest_waiting_age_seconds == 0
 
 
 def claim_index_entries_read(engine) -> int:

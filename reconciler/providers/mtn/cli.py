@@ -13,7 +13,8 @@ from sqlalchemy import Engine
 from reconciler.cli.support import App, When, actor
 from reconciler.engine.clock import utcnow
 from reconciler.engine.schema import COMPLETED, IN_DOUBT, IN_FLIGHT, QUEUED, SUBMITTED
-from reconciler.providers.mtn.client import PROVIDER, MtnError, mtn_client
+from reconciler.providers.mtn.account import MtnAccount
+from reconciler.providers.mtn.client import MtnError, mtn_client
 from reconciler.providers.mtn.orders import AmbiguousOrder, DuplicateOrder, enqueue_mtn, find_mtn_order, retry_mtn_order
 from reconciler.providers.mtn.outbox import outbox_policy
 
@@ -72,19 +73,19 @@ def retry(app: App, ref: str) -> None:
 def balance(app: App) -> None:
     """Show the MTN reseller balance (and record it).
 
-    The reading is kept in provider_state, where the daemon's submit flow finds it."""
-    from reconciler.coordination.provider_state import record_balance
-
+    The reading is kept in provider_state, where the daemon's submit flow finds it. A reading that works ends
+    a pause for a bad key (401) at once, and a balance pause once it covers the cheapest bundle."""
     config = app.require("mtn.base_url")
     engine = app.engine()
     try:
-        amount = mtn_client(config, engine).balance()
+        reading = MtnAccount(engine, mtn_client(config, engine), config.mtn, actor()).read_balance(utcnow())
     except MtnError as exc:
         raise click.ClickException(f"MTN balance unavailable: {exc.message}") from None
-    record_balance(engine, PROVIDER, amount, utcnow())
-    low = amount < config.mtn.balance_alert_threshold
-    click.echo(f"MTN balance {amount}" + (f" (below mtn.balance_alert_threshold {config.mtn.balance_alert_threshold:g})"
-                                          if low else ""))
+    threshold = config.mtn.balance_alert_threshold
+    low = reading.balance < threshold
+    click.echo(f"MTN balance {reading.balance}" + (f" (below mtn.balance_alert_threshold {threshold:g})" if low else ""))
+    if reading.resumed:
+        click.echo(f"MTN flow resumed (it was paused: {reading.resumed})")
 
 
 @click.command()

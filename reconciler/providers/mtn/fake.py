@@ -220,6 +220,11 @@ class FakeMtn:
                 setattr(self.faults, name, value)
 
     @property
+    def bundles(self) -> dict[int, float]:
+        """What it sells, size in GB -> price: the shape of the `mtn.bundles` setting."""
+        return {size: round(size * self.price_per_gb, 2) for size in sorted(self.plans)}
+
+    @property
     def balance(self) -> float:
         with self._lock:
             return self._balance

@@ -4,6 +4,9 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge
 
 PROVIDER_BALANCE = Gauge("reconciler_provider_balance", "The provider account's last balance reading", ["provider"])
+BALANCE_ALERT_THRESHOLD = Gauge(
+    "reconciler_provider_balance_alert_threshold", "Below this balance the account needs a top-up "
+    "(mtn.balance_alert_threshold)", ["provider"])
 MTN_SUBMISSIONS = Counter(
     "reconciler_mtn_submissions_total",
     "MTN orders handled by the submit job, by result (submitted, in_doubt, failed, rejected, retry, dead, "

@@ -1,6 +1,7 @@
 """The MTN data-bundle reseller as the daemon sees it: its outbox, jobs, webhook route, commands, metrics."""
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Sequence
 
 import click
@@ -11,12 +12,14 @@ from jobs import apply_mtn_webhooks
 from jobs.reconcile_mtn import ReconcileMtn
 from jobs.submit_mtn import SubmitMtn
 from reconciler.config import Config
+from reconciler.coordination.pauses import Pause
 from reconciler.engine.clock import Clock
 from reconciler.engine.job import Job
 from reconciler.engine.outbox import OutboxPolicy
 from reconciler.http.listener import Route
 from reconciler.providers.base import RouteKey
 from reconciler.providers.mtn import metrics
+from reconciler.providers.mtn.account import resume_by_hand
 from reconciler.providers.mtn.cli import balance, enqueue_mtn_order, reconcile, retry
 from reconciler.providers.mtn.client import MtnClient, MtnError, mtn_client
 from reconciler.providers.mtn.outbox import outbox_policy
@@ -61,7 +64,11 @@ class MtnProvider:
             raise RuntimeError(f"{settings.base_url}: {exc.message}") from None
 
     def metrics(self) -> Sequence[MetricWrapperBase]:
-        return [metrics.PROVIDER_BALANCE, metrics.MTN_SUBMISSIONS, metrics.MTN_SETTLED, metrics.MTN_RECONCILE_RUNS]
+        return [metrics.PROVIDER_BALANCE, metrics.BALANCE_ALERT_THRESHOLD, metrics.MTN_SUBMISSIONS, metrics.MTN_SETTLED,
+                metrics.MTN_RECONCILE_RUNS]
+
+    def resume(self, engine: Engine, by: str, now: datetime) -> Pause | None:
+        return resume_by_hand(engine, by, now)
 
 
 MTN = MtnProvider()

@@ -5,16 +5,22 @@ import os
 import re
 import subprocess
 import sys
+from datetime import timedelta
 from decimal import Decimal
 
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from reconciler.cli.root import cli
+from reconciler.cli.support import actor
+from reconciler.coordination.pauses import Pauses
 from reconciler.config import load_config
-from reconciler.coordination.provider_state import load_state
+from reconciler.coordination.provider_state import load_state, record_balance
+from reconciler.engine.clock import utcnow
 from reconciler.engine.outbox import Outcome
-from reconciler.engine.schema import DEAD, IN_DOUBT, SUBMITTED, TERMINAL_STATUSES, mtn_orders, status_history
+from reconciler.engine.schema import (
+    DEAD, IN_DOUBT, SUBMITTED, TERMINAL_STATUSES, mtn_orders, operator_actions, status_history,
+)
 from reconciler.providers.mtn.client import MtnClient
 from reconciler.providers.mtn.fake import FakeMtn, MtnFaults
 from reconciler.providers.mtn.orders import enqueue_mtn, find_mtn_order
@@ -104,6 +110,46 @@ def test_balance_prints_and_records_the_resellers_balance(engine, db_url):
         assert wrong_key.exit_code == 1
         assert wrong_key.output.strip() == "Error: MTN balance unavailable: Invalid API key"
     assert invoke(db_url, "balance").exit_code == 2  # mtn.base_url not set
+
+
+def test_a_balance_that_reads_ends_a_401_pause_at_once_and_a_low_one_keeps_a_balance_pause(engine, db_url, clock):
+    pauses = Pauses(engine)
+    with FakeMtn(balance=3.0) as fake:  # the cheapest bundle costs 5
+        env = {"RECONCILER_MTN_BASE_URL": fake.url, "RECONCILER_MTN_API_KEY": fake.api_key}
+        pauses.pause("mtn", "unauthorised", utcnow() + timedelta(minutes=5), utcnow(), "Invalid API key")
+        result = invoke(db_url, "balance", **env)
+        assert result.exit_code == 0, result.output
+        assert result.output.splitlines() == ["MTN balance 3.0 (below mtn.balance_alert_threshold 100)",
+                                              "MTN flow resumed (it was paused: unauthorised)"]
+        assert not pauses.get("mtn").paused
+
+        pauses.pause("mtn", "insufficient_balance", utcnow() + timedelta(minutes=5), utcnow())
+        assert "resumed" not in invoke(db_url, "balance", **env).output
+        assert pauses.get("mtn").reason == "insufficient_balance"
+        fake.balance = 500.0  # topped up
+        assert invoke(db_url, "balance", **env).output.splitlines()[1] == (
+            "MTN flow resumed (it was paused: insufficient_balance)")
+
+
+def test_resume_ends_any_pause_and_records_who_did_it(engine, db_url):
+    pauses, now = Pauses(engine), utcnow()
+    pauses.pause("mtn", "rate_limited", now + timedelta(hours=1), now, "Too many requests")
+    record_balance(engine, "mtn", Decimal("3"), now)
+    result = invoke(db_url, "resume", "mtn")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("mtn resumed (it was paused: rate_limited, until ")
+    assert not pauses.get("mtn").paused
+    assert load_state(engine, "mtn").balance is None  # read afresh before the next order: a top-up counts
+    with engine.connect() as conn:
+        [action] = conn.execute(select(operator_actions)).mappings().all()
+    assert (action["actor"], action["action"], action["target"]) == (actor(), "resume", "mtn")
+    assert action["actor"].startswith("cli") and "rate_limited" in action["detail"]
+
+    again = invoke(db_url, "resume", "mtn")
+    assert (again.exit_code, again.output) == (0, "mtn was not paused\n")
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(operator_actions)) == 1
+    assert invoke(db_url, "resume", "zoho").exit_code == 2
 
 
 def test_reconcile_settles_submitted_orders_whose_webhooks_were_dropped(engine, db_url, clock):

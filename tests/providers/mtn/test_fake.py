@@ -14,6 +14,7 @@ from typing import Any, Iterator
 import pytest
 import requests
 
+from reconciler.config import Config
 from reconciler.providers.mtn.fake import COMPLETED_WORDS, FAILED_WORDS, PHP_WARNING, FakeMtn, MtnFaults
 
 from tests.webhook_receiver import Receiver
@@ -341,3 +342,7 @@ def test_configure_refuses_unknown_knobs(fake: FakeMtn) -> None:
         fake.configure(error_rate=1.0)
     with pytest.raises(ValueError):
         fake.configure(history_shape="list")
+
+
+def test_the_default_bundles_are_what_the_fake_sells_at_its_prices() -> None:
+    assert Config().mtn.bundles == FakeMtn().bundles

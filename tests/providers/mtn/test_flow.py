@@ -22,6 +22,7 @@ from reconciler.config import Config
 from reconciler.coordination.pauses import Pauses
 from reconciler.engine.schema import api_calls, inbound_webhooks, mtn_orders, status_history, webhook_deliveries
 from reconciler.engine.db import make_engine
+from reconciler.engine.stats import table_stats
 from reconciler.http.client import MAX_RETRY_AFTER_SECONDS
 from reconciler.http.listener import HttpListener
 from reconciler.providers.mtn.client import mtn_client
@@ -315,7 +316,21 @@ def test_a_reversal_within_the_watch_window_fails_a_completed_order_and_tells_th
                              ("shop-2", "order.completed")]
 
 
+def test_a_size_not_on_sale_is_rejected_before_any_call(flow: Flow) -> None:
+    flow.add({"recipient_phone": "0241234567", "size_gb": 7, "notify_url": "https://shop.example/hook"},
+             {"recipient_phone": "0551234567", "size_gb": 2147483647})
+    flow.submit()
+    orders = flow.orders()
+    assert {k: (o["status"], o["reject_reason"]) for k, o in orders.items()} == {
+        "shop-1": ("rejected", "size_not_sold"), "shop-2": ("rejected", "size_not_sold")}
+    assert orders["shop-1"]["last_error"].startswith("7 GB is not on sale (mtn.bundles: 1, 2, 3, 4, 5, 6, 8,")
+    assert flow.fake.create_requests == 0 and not Pauses(flow.engine).get("mtn").paused
+    assert _payload(flow, "shop-1")["data"]["reason"] == "size_not_sold"
+
+
 def test_a_refused_order_fails_with_the_providers_message(flow: Flow) -> None:
+    flow.config = settings(flow.config, bundles={**flow.config.mtn.bundles, 7: 35.0})  # the reseller stopped selling it
+    flow.__post_init__()
     flow.add({"recipient_phone": "0241234567", "size_gb": 7, "notify_url": "https://shop.example/hook"})
     flow.submit()
     order = flow.orders()["shop-1"]
@@ -349,6 +364,41 @@ def test_a_bad_key_pauses_the_flow_and_a_working_key_resumes_it(flow: Flow) -> N
     assert paused_metric("unauthorised") == 0
 
 
+def test_a_restart_with_a_fixed_key_resumes_within_one_probe(flow: Flow) -> None:
+    flow.fake.api_key = "rotated"
+    flow.add({"recipient_phone": "0241234567", "size_gb": 5})
+    flow.submit()
+    assert Pauses(flow.engine).get("mtn").reason == "unauthorised"
+    flow.fake.api_key = KEY  # the operator fixed the key ...
+    probes_before = flow.fake.requests_received.get("GET /api/balance", 0)
+    flow.submit()  # ... but this process waits out its pause
+    assert flow.statuses() == {"shop-1": "queued"}
+
+    flow.submit_job = SubmitMtn(flow.config)  # ... and restarts the daemon: its first look probes at once
+    flow.submit()
+    assert flow.fake.requests_received["GET /api/balance"] == probes_before + 1
+    assert flow.statuses() == {"shop-1": "submitted"} and not Pauses(flow.engine).get("mtn").paused
+    assert paused_metric("unauthorised") == 0
+
+
+def test_the_balance_and_its_threshold_are_exported_and_a_fall_below_is_logged_once(
+        flow: Flow, caplog: pytest.LogCaptureFixture) -> None:
+    flow.config = settings(flow.config, balance_alert_threshold=100.0)
+    flow.__post_init__()
+    readings = (150.0, 90.0, 80.0, 70.0, 120.0, 60.0, 50.0)
+    with caplog.at_level(logging.INFO, logger="reconciler.providers.mtn.account"):
+        for i, balance in enumerate(readings):
+            flow.fake.balance = balance + 5  # this round's 1 GB order costs 5; the reading is taken before it
+            flow.add({"shop_order_id": f"round-{i}", "recipient_phone": f"055000000{i}", "size_gb": 1})
+            flow.clock.advance(flow.config.mtn.balance_cache_seconds + 1)
+            flow.submit()
+    assert balance_metric("reconciler_provider_balance") == 55.0  # the last reading
+    assert balance_metric("reconciler_provider_balance_alert_threshold") == 100.0
+    below = [r.getMessage() for r in caplog.records if "below mtn.balance_alert_threshold" in r.getMessage()]
+    assert below == ["MTN balance 95.0 is below mtn.balance_alert_threshold 100: top up the reseller account",
+                     "MTN balance 65.0 is below mtn.balance_alert_threshold 100: top up the reseller account"]
+
+
 def test_when_a_401_pause_runs_out_only_one_of_two_replicas_probes_the_reseller(flow: Flow, db_url: str) -> None:
     flow.fake.api_key = "rotated"
     flow.add({"recipient_phone": "0241234567", "size_gb": 5})
@@ -372,15 +422,15 @@ def test_when_a_401_pause_runs_out_only_one_of_two_replicas_probes_the_reseller(
     assert (flow.fake.create_requests, flow.fake.created_count) == (2, 1)
 
 
-def test_only_what_the_balance_covers_is_sent_and_the_rest_waits_for_a_top_up(flow: Flow) -> None:
+def test_only_what_the_balance_covers_is_sent_and_the_rest_waits_for_a_new_reading(flow: Flow) -> None:
     flow.fake.balance = 60.0  # 5 GB costs 25
     flow.add(*({"recipient_phone": f"024000000{i}", "size_gb": 5} for i in range(4)))
     flow.submit()
     assert sorted(flow.statuses().values()) == ["queued", "queued", "submitted", "submitted"]
-    assert Pauses(flow.engine).get("mtn").reason == "insufficient_balance"
+    assert {o["attempts"] for o in flow.orders().values() if o["status"] == "queued"} == {0}
 
     flow.fake.balance = 1000.0
-    flow.submit()  # the balance is re-read only after the pause
+    flow.submit()  # the balance is re-read only when the waiting orders are due again
     assert flow.fake.create_requests == 2
     flow.clock.advance(flow.config.mtn.balance_cache_seconds + 1)
     flow.submit()
@@ -388,8 +438,40 @@ def test_only_what_the_balance_covers_is_sent_and_the_rest_waits_for_a_top_up(fl
     assert flow.fake.create_requests == 4
 
 
+def test_an_order_the_balance_does_not_cover_never_delays_ten_that_it_does(flow: Flow) -> None:
+    flow.fake.balance = 300.0  # 100 GB costs 500; ten 5 GB orders cost 250
+    flow.add({"shop_order_id": "big", "recipient_phone": "0241234567", "size_gb": 100},
+             *({"shop_order_id": f"small-{i}", "recipient_phone": f"055000000{i}", "size_gb": 5} for i in range(10)))
+    flow.submit()
+    statuses = flow.statuses()
+    assert statuses.pop("big") == "queued" and list(statuses.values()) == ["submitted"] * 10
+    assert not Pauses(flow.engine).get("mtn").paused
+    big = flow.orders()["big"]
+    assert big["attempts"] == 0 and big["next_attempt_at"] > flow.clock()
+
+    flow.clock.advance(flow.config.mtn.balance_cache_seconds + 1)
+    flow.add({"shop_order_id": "later", "recipient_phone": "0241112222", "size_gb": 1})
+    flow.submit()  # due again, still not covered: it waits alone again, and the newer order goes
+    assert (flow.statuses()["big"], flow.statuses()["later"]) == ("queued", "submitted")
+    assert flow.fake.create_requests == 11 and not Pauses(flow.engine).get("mtn").paused
+    waiting = table_stats(flow.engine, mtn_orders, flow.clock()).oldest_waiting_age_seconds
+    assert waiting >= flow.config.mtn.balance_cache_seconds  # `status` shows how long it has been waiting
+
+
+def test_a_balance_that_covers_no_bundle_pauses_the_flow_until_a_top_up(flow: Flow) -> None:
+    flow.fake.balance = 3.0  # the cheapest bundle costs 5
+    flow.add({"recipient_phone": "0241234567", "size_gb": 1})
+    flow.submit()
+    assert flow.statuses() == {"shop-1": "queued"} and flow.fake.create_requests == 0
+    assert Pauses(flow.engine).get("mtn").reason == "insufficient_balance"
+    flow.fake.balance = 100.0
+    flow.clock.advance(flow.config.mtn.balance_cache_seconds + 1)
+    flow.submit()
+    assert flow.statuses() == {"shop-1": "submitted"} and not Pauses(flow.engine).get("mtn").paused
+
+
 def test_a_402_pauses_the_flow_without_spending_the_orders_attempt(flow: Flow) -> None:
-    flow.config = settings(flow.config, price_per_gb=0.0)  # no estimate: the reseller's 402 is the only guard
+    flow.config = settings(flow.config, bundles={5: 1.0})  # prices out of date: the reseller's 402 is the guard
     flow.__post_init__()
     flow.fake.balance = 10.0
     flow.add({"recipient_phone": "0241234567", "size_gb": 5})
@@ -487,6 +569,10 @@ def test_every_transition_is_in_the_status_history(flow: Flow) -> None:
                                       status_history.c.cause).order_by(status_history.c.id)).all()
     assert history == [("queued", "in_flight", "claimed"), ("in_flight", "submitted", "submitted"),
                        ("submitted", "completed", "webhook")]
+
+
+def balance_metric(name: str) -> float | None:
+    return REGISTRY.get_sample_value(name, {"provider": "mtn"})
 
 
 def paused_metric(reason: str) -> float | None:
