@@ -16,6 +16,7 @@ from reconciler.cli.webhooks import webhooks
 from reconciler.coordination.pauses import Pauses
 from reconciler.coordination.provider_state import load_states
 from reconciler.engine.clock import utcnow
+from reconciler.engine.logs import configure_logging
 from reconciler.engine.migrate import migrate
 from reconciler.engine.schema import DEAD, OUTBOX_TABLES, STATUSES_BY_TABLE
 from reconciler.engine.startup import wait_for_schema
@@ -106,7 +107,7 @@ def provider_reports(engine: Engine) -> dict[str, dict]:
 def run(app: App) -> None:
     """Run the daemon until SIGTERM or SIGINT."""
     config = app.config
-    logging.basicConfig(level=config.daemon.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(config.daemon.log_level, config.daemon.log_format)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -5,6 +5,7 @@ from typing import Sequence
 
 from sqlalchemy import Engine, Table
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.sql.dml import Insert
 
 from reconciler.engine.drivers import driver_for
@@ -26,3 +27,10 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
 def insert_ignoring_conflicts(dialect_name: str, table: Table, conflict_columns: Sequence[str]) -> Insert:
     """INSERT … ON CONFLICT (columns) DO NOTHING, in the database's own spelling."""
     return driver_for(dialect_name).insert_ignoring_conflicts(table, conflict_columns)
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """Is this the database being away (down, restarting, unreachable), rather than a bug?"""
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated

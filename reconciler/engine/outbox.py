@@ -280,5 +280,10 @@ class Batch:
         self.result = self.outbox.finalise(self._outcomes)
         self.outbox.release(self.unstarted())
 
+    def written(self) -> list[Outcome]:
+        """After close: the outcomes that were written (the last one recorded per row; none lost to the fence)."""
+        last = {outcome.row_id: outcome for outcome in self._outcomes}
+        return [last[row_id] for row_id in self.result.finalised]
+
     def __exit__(self, *exc_info: object) -> None:
         self.close()
