@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from reconciler.app import PROVIDERS, assemble
 from reconciler.cli.demo import demo
+from reconciler.cli.orders import order
 from reconciler.cli.support import App
 from reconciler.cli.webhooks import webhooks
 from reconciler.coordination.pauses import Pauses
@@ -134,11 +135,17 @@ def enqueue() -> None:
     """Insert an order as a shop system would."""
 
 
+@cli.group()
+def fake() -> None:
+    """Run a fake provider standalone, to try the daemon by hand."""
+
+
 for provider in PROVIDERS:
     enqueue.add_command(provider.enqueue_command())
+    fake.add_command(provider.fake_command())
     for command in provider.commands():
         cli.add_command(command)
-for command in (webhooks, demo):
+for command in (webhooks, demo, order):
     cli.add_command(command)
 
 

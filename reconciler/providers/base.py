@@ -12,6 +12,7 @@ from reconciler.config import Config
 from reconciler.engine.clock import Clock
 from reconciler.engine.job import Job
 from reconciler.engine.outbox import OutboxPolicy
+from reconciler.engine.story import OrderRecord
 from reconciler.http.listener import Route
 
 RouteKey = tuple[str, str]  # (method, path)
@@ -37,6 +38,13 @@ class Provider(Protocol):
 
     def enqueue_command(self) -> click.Command:
         """`reconciler enqueue <name>`: insert an order as a shop would."""
+
+    def fake_command(self) -> click.Command:
+        """`reconciler fake <name>`: run its fake provider standalone, for trying the daemon by hand."""
+
+    def find_order(self, engine: Engine, ref: str) -> OrderRecord | None:
+        """Its order whose id or own reference is `ref` (for `reconciler order show`); ValueError when
+        `ref` names two of its orders."""
 
     def metrics(self) -> Sequence[MetricWrapperBase]:
         """Its Prometheus metrics (the engine's and the webhooks' are shared by all)."""
