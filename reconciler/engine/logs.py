@@ -30,6 +30,7 @@ def configure_logging(level: str, log_format: str = "text", stream: TextIO | Non
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    logging.getLogger("sqlalchemy").setLevel(logging.WARNING)  # its INFO and DEBUG lines carry order data
     logging.captureWarnings(True)
     crashed = logging.getLogger("reconciler.crash")
     threading.excepthook = lambda args: crashed.error(
