@@ -6,6 +6,9 @@ import contextlib
 import io
 import json
 import logging
+import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -169,3 +172,28 @@ def test_a_job_failing_on_a_bug_logs_its_traceback_once(engine, clock, caplog) -
         runner.run_once()
     [line] = [r for r in caplog.records if r.name == "reconciler.engine.daemon"]
     assert line.exc_info is not None and line.getMessage() == "job broken failed: KeyError: 'status'"
+
+
+def test_reconciler_run_logs_one_json_object_per_line(tmp_path) -> None:
+    config = tmp_path / "config.yaml"  # the format is the database's business in no way: SQLite alone
+    config.write_text(f"database:\n  url: sqlite:///{tmp_path / 'run.db'}\nadmin:\n  port: 0\nreceiver:\n  port: 0\n"
+                      "daemon:\n  log_format: json\n")
+    daemon = subprocess.Popen([sys.executable, "-m", "reconciler", "--config", str(config), "run"],
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        for line in daemon.stderr:  # until the loop has started: its own announcement, not a fixed time
+            lines.append(line)
+            if "started with jobs" in line:
+                break
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(30) == 0
+        lines += daemon.stderr.read().splitlines()
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+    records = [json.loads(line) for line in lines]
+    messages = [r["message"] for r in records]
+    assert any(m.startswith("admin listener on") for m in messages) and "stopped cleanly" in messages[-1]
+    assert all(set(r) >= {"time", "level", "logger", "message"} for r in records)
