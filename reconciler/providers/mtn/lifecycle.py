@@ -1,6 +1,7 @@
 """One INFO line per step of an MTN order's life (submitted, in doubt, completed, failed, rejected, dead,
-reversed, queued again), logged by whoever wrote the step, once the write succeeded. The line names the
-shop's reference; the phone is masked, here and in any reseller message quoted."""
+reversed, queued again), logged by whoever wrote the step once the write succeeded (submit, stored
+webhooks, reconciliation, and the engine's lease rescuer through the outbox policy's on_rescued). The line
+names the shop's reference; the phone is masked, here and in any reseller message quoted."""
 from __future__ import annotations
 
 import logging

@@ -1,5 +1,6 @@
 """Every step of an MTN order's life is one INFO line with its reference and a masked phone, logged once by
-whoever wrote it (submit, stored webhooks, reconciliation), and no log line carries a phone in clear."""
+whoever wrote it (submit, stored webhooks, reconciliation, the lease rescuer), and no log line carries a phone
+in clear."""
 from __future__ import annotations
 
 import logging
@@ -7,6 +8,10 @@ from collections import Counter
 
 import pytest
 
+from jobs import rescue_leases
+from reconciler.config import Config
+
+from tests.factories import add_mtn_orders, job_context
 from tests.providers.mtn.test_flow import Flow, flow, settings  # noqa: F401  (flow is the fixture)
 
 PHONES = {"shop-1": "+233 24 123 4567", "shop-2": "020 987 6543", "shop-3": "0551112222", "shop-4": "0539998888",
@@ -59,3 +64,17 @@ def test_each_step_of_each_order_is_one_info_line_with_a_masked_phone(flow: Flow
     everything = caplog.text + "".join(str(vars(r)) for r in caplog.records)
     assert not [digits for digits in CLEAR if digits in everything]
 
+
+
+def test_an_order_whose_sender_died_is_logged_in_doubt_when_its_lease_is_rescued(engine, clock, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    [order] = add_mtn_orders(engine, 1, due_at=clock.now)  # to 0241234567
+    config = Config()
+    died = job_context(engine, config, clock, worker="died-mid-send")
+    assert [r["id"] for r in died.outboxes["mtn_orders"].claim(1)] == [order]
+    clock.advance(config.daemon.lease_seconds + 1)
+    rescue_leases.run(job_context(engine, config, clock, worker="rescuer"))
+    rescue_leases.run(job_context(engine, config, clock, worker="rescuer"))  # nothing more to rescue
+    [line] = [r for r in caplog.records if r.name == "reconciler.providers.mtn.lifecycle"]
+    assert line.getMessage() == ("MTN order shop-0 in doubt (phone 024****567, 1 GB, cause lease_expired): "
+                                 "lease of died-mid-send expired")
