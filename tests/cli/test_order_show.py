@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from jobs.deliver_webhooks import DeliverWebhooks
 from reconciler.cli.root import cli
 from reconciler.config import NotifyConfig
+from reconciler.engine.story import redact_url
 
 from tests.conftest import FakeClock
 from tests.providers.mtn.test_flow import KEY, Flow, flow  # noqa: F401  (flow is the fixture)
@@ -114,3 +115,10 @@ def test_fake_mtn_runs_standalone_until_ctrl_c() -> None:
 def test_fake_mtn_refuses_an_unknown_fault() -> None:
     refused = CliRunner().invoke(cli, ["fake", "mtn", "--faults", "error_rate=0.5"])
     assert refused.exit_code == 2 and "a knob of MtnFaults" in refused.output
+
+
+def test_a_provider_call_url_never_shows_a_token_or_secret() -> None:
+    assert redact_url("https://accounts.zoho.com/oauth/v2/token?refresh_token=1000.abc&client_id=cid"
+                      "&client_secret=s3cr3t&grant_type=refresh_token") == (
+        "https://accounts.zoho.com/oauth/v2/token?refresh_token=<redacted>&client_id=cid"
+        "&client_secret=<redacted>&grant_type=refresh_token")
