@@ -13,6 +13,7 @@ from datetime import timedelta
 from reconciler.engine.job import JobContext
 from reconciler.providers.mtn import metrics as mtn_metrics
 from reconciler.providers.mtn.client import PROVIDER, parse_webhook
+from reconciler.providers.mtn.lifecycle import log_step
 from reconciler.providers.mtn.settlement import settlement
 from reconciler.providers.mtn.store import applicable_webhooks, apply_webhook, close_webhook
 
@@ -39,4 +40,5 @@ def run(ctx: JobContext) -> None:
             if not apply_webhook(ctx.engine, event_row_id, order, change, ctx.worker_id, now):
                 return  # the order moved meanwhile: read it again next run, with this event still pending
             if change is not None:
+                log_step(order, change)
                 mtn_metrics.MTN_SETTLED.labels("webhook", change.status).inc()

@@ -26,6 +26,7 @@ from reconciler.engine.schema import DEAD, IN_DOUBT, QUEUED
 from reconciler.providers.mtn import metrics as mtn_metrics
 from reconciler.providers.mtn.client import PROVIDER, MtnClient, MtnError, ProviderOrder, ResellerStatus, mtn_client
 from reconciler.providers.mtn.events import ShopEvent, customer_events
+from reconciler.providers.mtn.lifecycle import log_step
 from reconciler.providers.mtn.settlement import find_matches, settlement
 from reconciler.providers.mtn.store import (
     expire_orphan_webhooks, owned_provider_ids, settle_order, unsettled_orders, watched_orders,
@@ -81,6 +82,7 @@ class ReconcileMtn:
             if outcome is None:
                 report.still_open += order["status"] == IN_DOUBT
             elif settle_order(engine, order, outcome, actor, now):
+                log_step(order, outcome)
                 if outcome.fields.get("provider_order_id"):
                     owned.add(outcome.fields["provider_order_id"])
                 if outcome.status in (QUEUED, DEAD) and order["status"] == IN_DOUBT:

@@ -31,7 +31,8 @@ from reconciler.providers.mtn.client import (
     mtn_client,
 )
 from reconciler.providers.mtn.events import ShopEvent, customer_events
-from reconciler.providers.mtn.phones import Recipient, RecipientRejected, mask_phone, validate_recipient
+from reconciler.providers.mtn.lifecycle import log_step
+from reconciler.providers.mtn.phones import Recipient, RecipientRejected, validate_recipient
 from reconciler.providers.mtn.store import lock_recipients, recipient_key, unlock_recipients
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,9 @@ class SubmitMtn:
         batch = sending.batch
         unlock_recipients(ctx.engine, ctx.worker_id, [i for i in batch.unstarted() if i in sending.locked])
         batch.close()
+        rows = {row["id"]: row for row in batch.rows}
+        for outcome in batch.written():
+            log_step(rows[outcome.row_id], outcome)
 
     def check(self, row: Mapping) -> Recipient | RecipientRejected:
         if row["size_gb"] is None:
@@ -151,8 +155,6 @@ class SubmitMtn:
             provider_order_id = self.client.create_order(recipient.phone, recipient.network, row["size_gb"],
                                                          OrderRef(mtn_orders.name, row["id"]))
         except MtnInDoubt as exc:
-            log.warning("MTN order %s to %s in doubt: %s", row["shop_order_id"], mask_phone(recipient.phone),
-                        exc.message)
             return Outcome(row["id"], IN_DOUBT, "in_doubt", {"submitted_at": sent_at, "last_error": exc.message})
         except MtnRejected as exc:
             return Outcome(row["id"], FAILED, "provider_rejected", {**NO_LOCK, "last_error": exc.message},

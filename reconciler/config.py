@@ -192,6 +192,8 @@ class DaemonConfig:
                                                _positive, "must be > 0")
     log_level: str = _setting("INFO", "DEBUG, INFO, WARNING or ERROR",
                               lambda v: v in ("DEBUG", "INFO", "WARNING", "ERROR"), "must be DEBUG, INFO, WARNING or ERROR")
+    log_format: str = _setting("text", "text (one line per event) or json (one JSON object per line)",
+                               lambda v: v in ("text", "json"), "must be text or json")
 
 
 @dataclass(frozen=True)

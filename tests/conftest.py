@@ -15,6 +15,8 @@ from reconciler.engine.migrate import migrate
 
 from tests.racing import Replica
 
+pytest_plugins = ("tests.providers.mtn.flow",)  # the `flow` fixture: the MTN flow against the fake reseller
+
 PG_ADMIN_URL = os.environ.get("RECONCILER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 

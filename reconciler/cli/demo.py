@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import logging
 import os
 import random
 import secrets
@@ -29,6 +28,7 @@ from reconciler.app import assemble
 from reconciler.config import Config, load_config
 from reconciler.engine.clock import utcnow
 from reconciler.engine.db import make_engine
+from reconciler.engine.logs import configure_logging
 from reconciler.engine.migrate import migrate
 from reconciler.engine.schema import (
     DEAD, IN_DOUBT, IN_FLIGHT, ORDER_STATUSES, QUEUED, TERMINAL_STATUSES, inbound_webhooks, mtn_orders,
@@ -62,7 +62,7 @@ def demo(count: int, keep_db: bool) -> None:
 
     A temporary SQLite database, the built-in fake reseller and the daemon, all in this process on
     127.0.0.1; no secrets needed, no other network."""
-    logging.basicConfig(level=logging.WARNING, format="  log: %(message)s")
+    configure_logging("WARNING")
     workdir = Path(tempfile.mkdtemp(prefix="reconciler-demo-"))
     try:
         settled = run_demo(workdir / "demo.db", count)

@@ -13,15 +13,17 @@ from sqlalchemy import Engine
 
 from reconciler.app import PROVIDERS, admin, assemble, configured_providers
 from reconciler.cli.demo import demo
+from reconciler.cli.orders import order
 from reconciler.cli.support import App, Commands, ConfigProblem, actor
 from reconciler.cli.webhooks import webhooks
+from reconciler.config import mask_passwords
 from reconciler.coordination.pauses import Pauses
 from reconciler.coordination.provider_state import load_states
 from reconciler.engine.clock import utcnow
 from reconciler.engine.daemon import Daemon
 from reconciler.engine.db import make_engine, missing_sqlite_file
+from reconciler.engine.logs import configure_logging
 from reconciler.engine.migrate import migrate
-from reconciler.config import mask_passwords
 from reconciler.engine.schema import DEAD, OUTBOX_TABLES, STATUSES_BY_TABLE
 from reconciler.engine.startup import wait_for_schema
 from reconciler.engine.stats import table_stats
@@ -153,7 +155,7 @@ def resume(app: App, provider: str) -> None:
 def run(app: App) -> None:
     """Run the daemon until SIGTERM or SIGINT."""
     config = app.config
-    logging.basicConfig(level=config.daemon.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(config.daemon.log_level, config.daemon.log_format)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -197,11 +199,17 @@ def enqueue() -> None:
     """Insert an order as a shop system would."""
 
 
+@cli.group()
+def fake() -> None:
+    """Run a fake provider standalone, to try the daemon by hand."""
+
+
 for provider in PROVIDERS:
     enqueue.add_command(provider.enqueue_command())
+    fake.add_command(provider.fake_command())
     for command in provider.commands():
         cli.add_command(command)
-for command in (webhooks, demo):
+for command in (webhooks, demo, order):
     cli.add_command(command)
 
 

@@ -18,11 +18,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Callable
 
 import schedule
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from reconciler.engine.schedule_slots import claim_slot, fail_slot, finish_slot, load_slot
 from reconciler.engine import metrics
+from reconciler.engine.db import is_database_unavailable
 from reconciler.engine.job import Job, JobContext
+from reconciler.engine.logs import RepeatedFailure
+from reconciler.engine.schedule_slots import claim_slot, fail_slot, finish_slot, load_slot
 from reconciler.engine.schedules import DailyAt, Every
 
 log = logging.getLogger(__name__)
@@ -37,12 +38,6 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
-def is_database_unavailable(exc: BaseException) -> bool:
-    if isinstance(exc, (OperationalError, InterfaceError)):
-        return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
-
-
 class JobRunner:
     """Runs one job in its own thread when triggered, unless it is still running or backing off."""
 
@@ -53,6 +48,7 @@ class JobRunner:
         self.backoff_seconds = 0.0
         self.not_before = 0.0
         self._thread: threading.Thread | None = None
+        self.failures = RepeatedFailure(log, f"job {job.name}", monotonic=monotonic)
         # Time-of-day jobs: (slot, no database look before this time); _NEVER once the slot is known finished.
         self._slot_quiet: tuple[datetime, datetime] | None = None
 
@@ -99,18 +95,17 @@ class JobRunner:
                 self.backoff_seconds = 0.0
                 return  # another replica has it or had it: not a run of ours
         except Exception as exc:
-            if is_database_unavailable(exc):
+            unavailable = is_database_unavailable(exc)
+            if unavailable:
                 self.backoff_seconds = min(max(self.backoff_seconds * 2, 1.0), MAX_BACKOFF_SECONDS)
                 self.not_before = self.monotonic() + self.backoff_seconds
                 metrics.DATABASE_ERRORS.labels(self.job.name).inc()
-                log.warning("job %s: database unavailable (%s); retrying in %.0f s",
-                            self.job.name, type(exc.orig if isinstance(exc, DBAPIError) else exc).__name__,
-                            self.backoff_seconds)
-            else:
-                log.exception("job %s failed", self.job.name)
+            self.failures.failed(exc, traceback=not unavailable,
+                                 hint="; the database is unavailable, retrying with backoff" if unavailable else "")
             metrics.JOB_RUNS.labels(self.job.name, "error").inc()
         else:
             self.backoff_seconds = 0.0
+            self.failures.succeeded()
             metrics.JOB_RUNS.labels(self.job.name, "ok").inc()
         metrics.JOB_DURATION.labels(self.job.name).observe(time.perf_counter() - started)
 

@@ -1,14 +1,13 @@
 """Database engines with the settings the outbox relies on, through the database's driver."""
 from __future__ import annotations
 
-from typing import Sequence
-
 import re
 from pathlib import Path
+from typing import Sequence
 
 from sqlalchemy import Engine, Table
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.sql.dml import Insert
 
 from reconciler.config import mask_passwords
@@ -50,3 +49,10 @@ def database_error_cause(exc: BaseException) -> str:
 def insert_ignoring_conflicts(dialect_name: str, table: Table, conflict_columns: Sequence[str]) -> Insert:
     """INSERT … ON CONFLICT (columns) DO NOTHING, in the database's own spelling."""
     return driver_for(dialect_name).insert_ignoring_conflicts(table, conflict_columns)
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """Is this the database being away (down, restarting, unreachable), rather than a bug?"""
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated

@@ -36,6 +36,9 @@ class Outcome:
     events: tuple[Event, ...] = ()  # queued for delivery only if this outcome is written
 
 
+StepHook = Callable[[Mapping[str, Any], Outcome], None]  # (the row as read before, the outcome written)
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """The one retry budget of an outbox: a delay per attempt, with jitter; past the schedule, dead."""
@@ -60,6 +63,7 @@ class OutboxPolicy:
     table: Table
     retry_schedule_seconds: tuple[float, ...]
     rescue_status: str
+    on_rescued: StepHook | None = None  # told of each rescued row once written, e.g. to log the order's step
 
     @property
     def retries(self) -> RetryPolicy:
@@ -67,7 +71,8 @@ class OutboxPolicy:
 
     def outbox(self, engine: Engine, worker_id: str, lease_seconds: float, clock: Clock = utcnow) -> "Outbox":
         return Outbox(engine, self.table, worker_id, lease_seconds=lease_seconds, clock=clock,
-                      retry_schedule_seconds=self.retry_schedule_seconds, rescue_status=self.rescue_status)
+                      retry_schedule_seconds=self.retry_schedule_seconds, rescue_status=self.rescue_status,
+                      on_rescued=self.on_rescued)
 
 
 @dataclass(frozen=True)
@@ -81,7 +86,8 @@ class Outbox:
 
     def __init__(self, engine: Engine, table: Table, worker_id: str, *, lease_seconds: float,
                  retry_schedule_seconds: Sequence[float], rescue_status: str = QUEUED,
-                 clock: Clock = utcnow, jitter: float = 0.2, rng: Callable[[], float] = random.random) -> None:
+                 clock: Clock = utcnow, jitter: float = 0.2, rng: Callable[[], float] = random.random,
+                 on_rescued: StepHook | None = None) -> None:
         if rescue_status not in (QUEUED, IN_DOUBT):
             raise ValueError("a rescued lease goes back to queued or to in_doubt")
         self.engine = engine
@@ -92,6 +98,7 @@ class Outbox:
         self.rescue_status = rescue_status
         self.clock = clock
         self.rng = rng
+        self.on_rescued = on_rescued
         self._queries = driver_for(engine).outbox_queries(engine, table)
 
     @property
@@ -184,12 +191,13 @@ class Outbox:
         t = self.table
         with self.engine.begin() as conn:
             expired = conn.execute(
-                select(t.c.id, t.c.locked_by, t.c.attempts)
+                select(t)
                 .where(t.c.status == IN_FLIGHT_SQL, t.c.locked_until < now)
                 .order_by(t.c.locked_until)
                 .limit(limit)
                 .with_for_update(skip_locked=True)).mappings().all()
             rescued: list[Transition] = []
+            steps: list[tuple[RowMapping, Outcome]] = []
             for row in expired:
                 error = f"lease of {row['locked_by']} expired"
                 if self.rescue_status == IN_DOUBT:
@@ -205,7 +213,11 @@ class Outbox:
                     .values(**fields)).rowcount
                 if done:
                     rescued.append((row["id"], IN_FLIGHT, outcome.status, outcome.cause))
+                    steps.append((row, outcome))
             record_history(conn, self.name, rescued, self.worker_id, now)
+        if self.on_rescued is not None:
+            for row, outcome in steps:
+                self.on_rescued(row, outcome)
         metrics.OUTBOX_RESCUED.labels(self.name).inc(len(rescued))
         return [row_id for row_id, *_ in rescued]
 
@@ -279,6 +291,11 @@ class Batch:
         """Finalise the recorded outcomes together and hand back the rows never started."""
         self.result = self.outbox.finalise(self._outcomes)
         self.outbox.release(self.unstarted())
+
+    def written(self) -> list[Outcome]:
+        """After close: the outcomes that were written (the last one recorded per row; none lost to the fence)."""
+        last = {outcome.row_id: outcome for outcome in self._outcomes}
+        return [last[row_id] for row_id in self.result.finalised]
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()

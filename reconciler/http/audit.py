@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass
 from sqlalchemy import Engine, insert
 
 from reconciler.engine.clock import Clock, utcnow
+from reconciler.engine.db import is_database_unavailable
+from reconciler.engine.logs import RepeatedFailure
 from reconciler.engine.schema import api_calls
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ class AuditLog:
         self._lock = threading.Lock()
         self._writing = threading.Lock()
         self._writer: threading.Thread | None = None
+        self._outage = RepeatedFailure(log, "writing the api_calls audit")
 
     def __call__(self, call: ApiCall) -> None:
         with self._lock:
@@ -72,7 +75,15 @@ class AuditLog:
     def _write_periodically(self) -> None:
         while True:
             time.sleep(self.max_delay_seconds)
-            try:
-                self.flush()
-            except Exception:  # the database is away; the rows wait for the next flush
-                log.exception("could not write the api_calls audit")
+            self.write_waiting()
+
+    def write_waiting(self) -> None:
+        """One write of the background writer: a failure is logged once while it repeats (the rows wait for
+        the next write), a traceback only when the database is not simply away."""
+        try:
+            self.flush()
+        except Exception as exc:
+            self._outage.failed(exc, traceback=not is_database_unavailable(exc),
+                                hint="; the calls wait in memory for the next write")
+        else:
+            self._outage.succeeded()

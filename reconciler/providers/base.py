@@ -14,6 +14,7 @@ from reconciler.coordination.pauses import Pause
 from reconciler.engine.clock import Clock
 from reconciler.engine.job import Job
 from reconciler.engine.outbox import OutboxPolicy
+from reconciler.engine.story import OrderRecord
 from reconciler.http.listener import Route
 
 RouteKey = tuple[str, str]  # (method, path)
@@ -43,6 +44,13 @@ class Provider(Protocol):
     def check(self, config: Config, engine: Engine | None) -> str:
         """`check-config --connect`: one call with the configured credentials; what it showed, or an exception
         saying why it failed. `engine` records the call (None when the database itself is not usable)."""
+
+    def fake_command(self) -> click.Command:
+        """`reconciler fake <name>`: run its fake provider standalone, for trying the daemon by hand."""
+
+    def find_order(self, engine: Engine, ref: str) -> OrderRecord | None:
+        """Its order whose id or own reference is `ref` (for `reconciler order show`); ValueError when
+        `ref` names two of its orders."""
 
     def metrics(self) -> Sequence[MetricWrapperBase]:
         """Its Prometheus metrics (the engine's and the webhooks' are shared by all)."""

@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import requests
 from click.testing import CliRunner
-from sqlalchemy import update
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import update
 
 from jobs import refresh_metrics
 from reconciler.app import assemble

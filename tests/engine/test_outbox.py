@@ -101,6 +101,20 @@ def test_a_worker_whose_lease_was_rescued_cannot_finalise(engine, clock):
     assert slow.release([order]) == []
 
 
+def test_a_batch_reports_as_written_only_the_last_outcome_of_each_row_it_still_held(engine, clock):
+    """What the jobs log as an order's step: never an outcome the fence refused."""
+    kept, lost = add_mtn_orders(engine, 2, due_at=clock.now)
+    slow = outbox(engine, clock, "slow-worker", rescue_status="in_doubt")
+    with slow.claim_batch(2, threading.Event()) as batch:
+        list(batch)
+        with engine.begin() as conn:  # a rescuer took one row back meanwhile
+            conn.execute(mtn_orders.update().where(mtn_orders.c.id == lost).values(status="in_doubt", locked_by=None))
+        batch.record(Outcome(kept, "queued", "retry", {"last_error": "first try"}))
+        batch.record(Outcome(kept, "submitted", "submitted", {"last_error": None}))
+        batch.record(Outcome(lost, "submitted", "submitted", {"last_error": None}))
+    assert [(o.row_id, o.status) for o in batch.written()] == [(kept, "submitted")]
+
+
 @pytest.mark.parametrize("with_events", [False, True], ids=["one_statement", "batched_with_events"])
 def test_a_worker_whose_rescued_row_was_claimed_again_by_another_cannot_finalise(engine, clock, with_events):
     ids = add_mtn_orders(engine, 2, due_at=clock.now)

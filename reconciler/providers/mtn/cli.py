@@ -1,11 +1,13 @@
-"""`reconciler enqueue mtn`, `retry`, `balance`, `reconcile`: the MTN flow by hand."""
+"""`reconciler enqueue mtn`, `retry`, `balance`, `reconcile`, `fake mtn`: the MTN flow by hand."""
 from __future__ import annotations
 
 import contextlib
 import secrets
+import signal
 import sys
+import threading
 from datetime import datetime, timedelta
-from typing import Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import click
 from sqlalchemy import Engine
@@ -15,6 +17,7 @@ from reconciler.engine.clock import utcnow
 from reconciler.engine.schema import COMPLETED, IN_DOUBT, IN_FLIGHT, QUEUED, SUBMITTED
 from reconciler.providers.mtn.account import MtnAccount
 from reconciler.providers.mtn.client import MtnError, mtn_client
+from reconciler.providers.mtn.fake import FakeMtn, MtnFaults
 from reconciler.providers.mtn.orders import AmbiguousOrder, DuplicateOrder, enqueue_mtn, find_mtn_order, retry_mtn_order
 from reconciler.providers.mtn.outbox import outbox_policy
 
@@ -161,3 +164,68 @@ def _find(engine: Engine, ref: str) -> Mapping:
     if order is None:
         raise click.ClickException(f"no MTN order with id or shop_order_id {ref!r}")
     return order
+
+
+class Faults(click.ParamType):
+    """`knob=value,...` of MtnFaults, each value read as its knob's type (words separated by |)."""
+
+    name = "KNOB=VALUE,..."
+
+    def convert(self, value, param, ctx) -> dict[str, Any]:
+        if isinstance(value, dict):
+            return value
+        defaults, knobs = MtnFaults(), {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            name, _, raw = item.partition("=")
+            if name.startswith("_") or not hasattr(defaults, name) or not raw:
+                self.fail(f"{item!r}: expected knob=value with a knob of MtnFaults, e.g. error_5xx_rate=0.1", param,
+                          ctx)
+            default = getattr(defaults, name)
+            try:
+                if isinstance(default, bool):
+                    knobs[name] = {"true": True, "false": False}[raw.lower()]
+                elif isinstance(default, tuple):
+                    knobs[name] = tuple(raw.split("|"))
+                elif isinstance(default, (int, float)):
+                    knobs[name] = type(default)(raw)
+                else:
+                    knobs[name] = raw
+            except (KeyError, ValueError):
+                self.fail(f"{item!r}: {raw!r} is not a {type(default).__name__}", param, ctx)
+        return knobs
+
+
+@click.command("mtn")
+@click.option("--port", default=8500, show_default=True, type=click.IntRange(0, 65535),
+              help="Port on 127.0.0.1 (0: any free one).")
+@click.option("--webhook-url", default="http://127.0.0.1:8080/api/webhook/mtn", show_default=True,
+              help="Where order.status_changed webhooks go: the daemon's public listener.")
+@click.option("--balance", "initial_balance", default=1000.0, show_default=True, type=click.FloatRange(min=0),
+              help="The reseller balance to start with.")
+@click.option("--settle-after", default=3.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds until an order is completed (or failed, see --faults failure_rate).")
+@click.option("--faults", "knobs", type=Faults(), default="",
+              help="Misbehaviour, e.g. 'error_5xx_rate=0.1,webhook_drop_rate=0.2,failure_rate=0.05' "
+                   "(every field of MtnFaults).")
+def fake_mtn(port: int, webhook_url: str, initial_balance: float, settle_after: float, knobs: dict[str, Any]) -> None:
+    """Run the fake MTN reseller until Ctrl-C, to try the daemon by hand.
+
+    Prints its URL, API key and webhook secret as the environment variables the daemon reads."""
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    fake = FakeMtn(api_key=secrets.token_hex(16), webhook_secret=secrets.token_hex(16), webhook_url=webhook_url,
+                   balance=initial_balance, auto_process_seconds=settle_after, port=port)
+    fake.configure(**knobs)
+    try:
+        fake.start()
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}; try another --port") from None
+    click.echo(f"fake MTN reseller on {fake.url}; webhooks to {webhook_url}")
+    click.echo(f"RECONCILER_MTN_BASE_URL={fake.url}")
+    click.echo(f"RECONCILER_MTN_API_KEY={fake.api_key}")
+    click.echo(f"RECONCILER_MTN_WEBHOOK_SECRET={fake.webhook_secret}")
+    click.echo("Ctrl-C stops it.", err=True)
+    stop.wait()
+    fake.stop()
+    click.echo(f"stopped: {fake.created_count} orders created, {len(fake.webhooks)} webhooks sent", err=True)

@@ -10,6 +10,8 @@ from sqlalchemy import Engine, RowMapping, or_, select
 from reconciler.engine.db import insert_ignoring_conflicts
 from reconciler.engine.outbox import requeue
 from reconciler.engine.schema import DEAD, FAILED, REJECTED, mtn_orders
+from reconciler.engine.story import OrderRecord
+from reconciler.providers.mtn.client import PROVIDER
 
 RETRYABLE = (FAILED, REJECTED, DEAD)
 # A retried order is a new attempt: nothing of the reseller's order, nor the recipient lock, carries over.
@@ -50,6 +52,17 @@ def find_mtn_order(engine: Engine, ref: str) -> RowMapping | None:
     if len(rows) > 1:
         raise AmbiguousOrder(f"{ref!r} is one order's id and another order's shop_order_id")
     return rows[0] if rows else None
+
+
+def mtn_order_record(engine: Engine, ref: str) -> OrderRecord | None:
+    """The order whose id or shop_order_id is `ref`, as `reconciler order show` tells its story."""
+    order = find_mtn_order(engine, ref)
+    if order is None:
+        return None
+    shown = ("shop_order_id", "status", "recipient_phone", "network", "size_gb", "notify_url", "attempts",
+             "provider_order_id", "provider_status", "reject_reason", "last_error", "created_at", "updated_at")
+    return OrderRecord(PROVIDER, mtn_orders.name, order["id"], order["shop_order_id"], order["provider_order_id"],
+                       {name: order[name] for name in shown})
 
 
 def retry_mtn_order(engine: Engine, row_id: int, actor: str, now: datetime) -> bool:

@@ -16,12 +16,14 @@ from reconciler.coordination.pauses import Pause
 from reconciler.engine.clock import Clock
 from reconciler.engine.job import Job
 from reconciler.engine.outbox import OutboxPolicy
+from reconciler.engine.story import OrderRecord
 from reconciler.http.listener import Route
 from reconciler.providers.base import RouteKey
 from reconciler.providers.mtn import metrics
 from reconciler.providers.mtn.account import resume_by_hand
-from reconciler.providers.mtn.cli import balance, enqueue_mtn_order, reconcile, retry
+from reconciler.providers.mtn.cli import balance, enqueue_mtn_order, fake_mtn, reconcile, retry
 from reconciler.providers.mtn.client import MtnClient, MtnError, mtn_client
+from reconciler.providers.mtn.orders import mtn_order_record
 from reconciler.providers.mtn.outbox import outbox_policy
 from reconciler.providers.mtn.webhook_route import mtn_webhook_route
 
@@ -62,6 +64,12 @@ class MtnProvider:
             return f"balance {client.balance()}"
         except MtnError as exc:
             raise RuntimeError(f"{settings.base_url}: {exc.message}") from None
+
+    def fake_command(self) -> click.Command:
+        return fake_mtn
+
+    def find_order(self, engine: Engine, ref: str) -> OrderRecord | None:
+        return mtn_order_record(engine, ref)
 
     def metrics(self) -> Sequence[MetricWrapperBase]:
         return [metrics.PROVIDER_BALANCE, metrics.BALANCE_ALERT_THRESHOLD, metrics.MTN_SUBMISSIONS, metrics.MTN_SETTLED,

@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 
 from reconciler.cli.root import cli
 from reconciler.cli.support import actor
-from reconciler.coordination.pauses import Pauses
 from reconciler.config import load_config
+from reconciler.coordination.pauses import Pauses
 from reconciler.coordination.provider_state import load_state, record_balance
 from reconciler.engine.clock import utcnow
 from reconciler.engine.outbox import Outcome
