@@ -4,7 +4,7 @@ each run gets its own thread; stopping is graceful.
 A job never overlaps itself (a trigger while it still runs is skipped and counted); an exception in
 one job is logged and counted and the others go on; a database that went away makes that job back
 off (1 s doubling to 60 s) instead of killing the process. A time-of-day slot is claimed in
-schedule_runs before it runs (coordination.schedule_slots), so it runs on one replica, once.
+schedule_runs before it runs (engine.schedule_slots), so it runs on one replica, once.
 """
 from __future__ import annotations
 
