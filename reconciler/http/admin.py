@@ -30,5 +30,5 @@ def admin_listener(host: str, port: int, alive: Probe, ready: Probe) -> HttpList
             return Response(200, b"ok\n", "text/plain") if check() else Response(503, b"unavailable\n", "text/plain")
         return answer
 
-    return HttpListener(host, port, ADMIN_MAX_BODY_BYTES, {
+    return HttpListener(host, port, ADMIN_MAX_BODY_BYTES, threads=2, routes={
         ("GET", "/metrics"): metrics, ("GET", "/healthz"): probe(alive), ("GET", "/readyz"): probe(ready)})

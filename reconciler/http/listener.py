@@ -28,6 +28,9 @@ from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask
 
 log = logging.getLogger(__name__)
+# "Task queue depth is N" each time requests wait for a handler thread: normal under keep-alive load, and a
+# line per request at WARNING would drown the log.
+logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
 REQUEST_DEADLINE_SECONDS = 10.0
 HANDLER_THREADS = 8  # no more than the database pool holds, so a handler never waits for a connection
