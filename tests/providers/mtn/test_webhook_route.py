@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import json
 import socket
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -162,3 +163,18 @@ def test_a_database_outage_is_503_with_retry_after(down_url):
         down.dispose()
     assert (answer.status_code, answer.headers["Retry-After"]) == (503, "5")
     assert answer.json() == {"error": "database unavailable, retry later"}
+
+
+def test_concurrent_webhooks_are_each_stored_once_before_their_answer(engine, listener):
+    """16 clients at once (on SQLite they share commits): every event stored, each duplicate seen as one."""
+    events = [event_with(id=2000 + i) for i in range(40)]
+
+    def send(client: int) -> list[bool]:
+        with requests.Session() as session:
+            return [session.post(url(listener), data=body, headers={"X-Webhook-Signature": sign(body)},
+                                 timeout=10).json()["duplicate"] for body in events[client % 4::4]]
+
+    with ThreadPoolExecutor(16) as pool:
+        duplicates = [flag for flags in pool.map(send, range(16)) for flag in flags]
+    assert (len(duplicates), duplicates.count(False)) == (160, 40)
+    assert sorted(int(order_id) for _, order_id in stored(engine)) == list(range(2000, 2040))
