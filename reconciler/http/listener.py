@@ -20,8 +20,8 @@ from typing import Any, Callable, Iterable
 
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from waitress.adjustments import Adjustments
 from waitress import wasyncore
+from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser, TransferEncodingNotImplemented
 from waitress.server import TcpWSGIServer
@@ -163,6 +163,10 @@ class _Server(TcpWSGIServer):
 
 
 class HttpListener:
+    """One listener: `routes` served by waitress from a daemon thread of this process, on `port` (0: any free
+    port, read back from .port). waitress rather than http.server: it parses requests strictly, answers what it
+    cannot parse, buffers bodies before a handler thread sees them, and bounds threads and connections."""
+
     def __init__(self, host: str, port: int, max_body_bytes: int, routes: Routes, *,
                  threads: int = HANDLER_THREADS, request_deadline_seconds: float = REQUEST_DEADLINE_SECONDS) -> None:
         adjustments = Adjustments(
