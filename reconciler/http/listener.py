@@ -35,6 +35,7 @@ logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 REQUEST_DEADLINE_SECONDS = 10.0
 HANDLER_THREADS = 8  # no more than the database pool holds, so a handler never waits for a connection
 RETRY_AFTER_SECONDS = 5
+STOP_POLL_SECONDS = 0.1  # how soon the server's loop sees stop(); a request wakes it at once
 DATABASE_DOWN = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout)
 
 
@@ -147,6 +148,13 @@ _TIMED_OUT = (b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r
 class _Server(TcpWSGIServer):
     channel_class = _Channel
     request_deadline = REQUEST_DEADLINE_SECONDS
+    stopping = False
+
+    def run(self) -> None:
+        """waitress's loop, one poll at a time, until stop() says so: then the stopping thread closes the
+        sockets once this loop no longer uses them."""
+        while not self.stopping:
+            wasyncore.loop(timeout=STOP_POLL_SECONDS, map=self._map, use_poll=self.adj.asyncore_use_poll, count=1)
 
     def maintenance(self, now: float) -> None:
         """waitress's idle cut-off restarts with every byte; this also cuts a request that is still coming
@@ -186,14 +194,13 @@ class HttpListener:
         return self
 
     def stop(self) -> None:
-        """Close the listening socket and every connection (in the server's own thread, which then ends),
-        and stop the handler threads."""
+        """End the server's loop, stop the handler threads, then close the listening socket and every
+        connection."""
+        self.server.stopping = True
         if self._thread.is_alive():
-            self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.server._map))
-            self._thread.join(timeout=5)
-        else:
-            wasyncore.close_all(self.server._map)
+            self._thread.join()
         self.server.task_dispatcher.shutdown()
+        wasyncore.close_all(self.server._map)
 
 
 def _reason(status: int) -> str:
