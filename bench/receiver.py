@@ -33,6 +33,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib.metadata import version
 from typing import Any, Iterator
 
 from scratch import add_database_options, machine, scratch_database, verdict
@@ -213,8 +214,6 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="ceiling + receiver pairs per backend")
     args = parser.parse_args()
     backends = ["sqlite"] + ([] if args.skip_pg else ["postgresql"])
-    import waitress  # noqa: F401  (its version is part of the machine line)
-    from importlib.metadata import version
     print(machine(None if args.skip_pg else args.pg_url, f"waitress {version('waitress')}"))
     print(f"{args.webhooks} signed, distinct webhooks per case from {CLIENT_PROCESSES * THREADS_PER_CLIENT} "
           f"keep-alive clients; each receiver right after its ceiling (the same clients, a do-nothing route)")
