@@ -192,6 +192,9 @@ def listen(section: str, host: str, port: int, make: Callable[[], HttpListener])
                                        f"in use): stop it or choose another {section}.port") from None
         raise ConfigProblem(f"{section}.host: cannot listen on {host!r} ({exc.strerror or exc}): give an address of "
                             f"this machine, e.g. 127.0.0.1 or 0.0.0.0") from None
+    except ValueError:  # waitress: a host name that does not resolve
+        raise ConfigProblem(f"{section}.host: cannot listen on {host!r} (not an address or a name that resolves): "
+                            f"give an address of this machine, e.g. 127.0.0.1 or 0.0.0.0") from None
 
 
 @cli.group()

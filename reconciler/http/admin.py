@@ -37,7 +37,7 @@ def admin_listener(host: str, port: int, alive: Probe, ready: Readiness) -> Http
             return Response(503, f"not ready: {reason}\n".encode(), "text/plain")
         return answer
 
-    return HttpListener(host, port, ADMIN_MAX_BODY_BYTES, {
+    return HttpListener(host, port, ADMIN_MAX_BODY_BYTES, threads=2, routes={
         ("GET", "/metrics"): metrics,
         ("GET", "/healthz"): probe(lambda: None if alive() else "the main loop has stopped"),
         ("GET", "/readyz"): probe(ready)})

@@ -1,19 +1,42 @@
 """The daemon's HTTP listeners: the public one (`receiver.port`: provider webhooks, partner intake) and
-the admin one (`admin.port`: metrics and probes), each a table of routes.
+the admin one (`admin.port`: metrics and probes), each a table of routes served as a WSGI app by waitress
+from a daemon thread.
 
 HTTP rules every route gets: a POST must say its Content-Length (411 otherwise), bodies over
-`max_body_bytes` are refused unread (413), exactly Content-Length bytes are read, and a slow client
-is cut off after a few seconds. Routes answer fast; real work happens in jobs.
+`max_body_bytes` are refused unread (413), an unknown method on a known path is 405 with Allow, every
+error is a JSON answer (waitress's own parse errors included), a database outage is 503 with Retry-After,
+and a client that has not sent a whole request within `request_deadline_seconds` is cut off (408).
+Routes answer fast; real work happens in jobs.
 """
 from __future__ import annotations
 
 import json
+import logging
 import threading
+import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from http import HTTPStatus
+from typing import Any, Callable, Iterable
 
-READ_TIMEOUT_SECONDS = 10
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from waitress import wasyncore
+from waitress.adjustments import Adjustments
+from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser, TransferEncodingNotImplemented
+from waitress.server import TcpWSGIServer
+from waitress.task import ErrorTask
+
+log = logging.getLogger(__name__)
+# "Task queue depth is N" each time requests wait for a handler thread: normal under keep-alive load, and a
+# line per request at WARNING would drown the log.
+logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+
+REQUEST_DEADLINE_SECONDS = 10.0
+HANDLER_THREADS = 8  # no more than the database pool holds, so a handler never waits for a connection
+RETRY_AFTER_SECONDS = 5
+STOP_POLL_SECONDS = 0.1  # how soon the server's loop sees stop(); a request wakes it at once
+DATABASE_DOWN = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout)
 
 
 @dataclass(frozen=True)
@@ -29,69 +52,159 @@ class Response:
     status: int
     body: bytes
     content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def json(cls, status: int, document: dict[str, Any]) -> "Response":
-        return cls(status, json.dumps(document).encode())
+    def json(cls, status: int, document: dict[str, Any], headers: tuple[tuple[str, str], ...] = ()) -> "Response":
+        return cls(status, json.dumps(document).encode(), headers=headers)
 
 
 Route = Callable[[Request], Response]
+Routes = dict[tuple[str, str], Route]
+StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+
+
+def wsgi_app(routes: Routes, max_body_bytes: int) -> Callable[[dict, StartResponse], Iterable[bytes]]:
+    """The routing layer: an exact (method, path) table, so a dozen routes need no framework."""
+    allowed: dict[str, list[str]] = {}
+    for method, path in routes:
+        allowed.setdefault(path, []).append(method)
+
+    def answer(environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        response = _respond(environ)
+        start_response(f"{response.status} {_reason(response.status)}", [
+            ("Content-Type", response.content_type), ("Content-Length", str(len(response.body))),
+            *response.headers])
+        return [response.body]
+
+    def _respond(environ: dict) -> Response:
+        method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
+        if path not in allowed:
+            return Response.json(404, {"error": "not found"})
+        if method not in allowed[path]:
+            return Response.json(405, {"error": f"method {method} not allowed"},
+                                 headers=(("Allow", ", ".join(sorted(allowed[path]))),))
+        body = b""
+        if method == "POST":
+            length = environ.get("CONTENT_LENGTH")
+            if not length:
+                return Response.json(411, {"error": "Content-Length required"})
+            body = environ["wsgi.input"].read(int(length))
+        headers = {key[5:].replace("_", "-").lower(): value for key, value in environ.items()
+                   if key.startswith("HTTP_")}
+        for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            if key in environ:
+                headers[key.replace("_", "-").lower()] = environ[key]
+        try:
+            return routes[(method, path)](Request(method, path, headers, body))
+        except DATABASE_DOWN as exc:
+            log.warning("%s %s: database unavailable (%s), answered 503", method, path, type(exc).__name__)
+            return Response.json(503, {"error": "database unavailable, retry later"},
+                                 headers=(("Retry-After", str(RETRY_AFTER_SECONDS)),))
+        except Exception:
+            log.exception("%s %s failed", method, path)
+            return Response.json(500, {"error": "internal error"})
+
+    return answer
+
+
+class _Parser(HTTPRequestParser):
+    def parse_header(self, header_plus: bytes) -> None:
+        super().parse_header(header_plus)
+        if self.chunked:  # a body is exactly Content-Length bytes, never a stream
+            raise TransferEncodingNotImplemented("Transfer-Encoding is not accepted")
+
+
+class _JsonErrorTask(ErrorTask):
+    """waitress's answer to a request it could not parse (bad header, bad Content-Length, too large), in JSON.
+    Its 501 for a Transfer-Encoding is our 411: send Content-Length instead."""
+
+    def execute(self) -> None:
+        error = self.request.error
+        code, reason = (411, "Length Required") if error.code == 501 else (error.code, error.reason)
+        body = json.dumps({"error": f"{reason}: {error.body}"}).encode()
+        self.status = f"{code} {reason}"
+        self.response_headers.append(("Content-Type", "application/json"))
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+class _Channel(HTTPChannel):
+    parser_class = _Parser
+    error_task_class = _JsonErrorTask
+    request_started = 0.0
+
+    def received(self, data: bytes) -> bool:
+        if self.request is None and data:
+            self.request_started = time.monotonic()
+        return super().received(data)
+
+
+_TIMED_OUT = (b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nConnection: close\r\n"
+              b'Content-Length: 37\r\n\r\n{"error": "request not sent in time"}')
+
+
+class _Server(TcpWSGIServer):
+    channel_class = _Channel
+    request_deadline = REQUEST_DEADLINE_SECONDS
+    stopping = False
+
+    def run(self) -> None:
+        """waitress's loop, one poll at a time, until stop() says so: then the stopping thread closes the
+        sockets once this loop no longer uses them."""
+        while not self.stopping:
+            wasyncore.loop(timeout=STOP_POLL_SECONDS, map=self._map, use_poll=self.adj.asyncore_use_poll, count=1)
+
+    def maintenance(self, now: float) -> None:
+        """waitress's idle cut-off restarts with every byte; this also cuts a request that is still coming
+        in after the deadline, so a client trickling bytes cannot hold a connection (slow loris)."""
+        super().maintenance(now)
+        late = time.monotonic() - self.request_deadline
+        for channel in list(self.active_channels.values()):
+            if channel.request is not None and not channel.requests and channel.request_started < late:
+                with channel.outbuf_lock:  # no task runs on this channel: nothing else writes to it
+                    channel.outbufs[-1].append(_TIMED_OUT)
+                    channel.total_outbufs_len += len(_TIMED_OUT)
+                channel.request = None
+                channel.close_when_flushed = True
 
 
 class HttpListener:
-    def __init__(self, host: str, port: int, max_body_bytes: int, routes: dict[tuple[str, str], Route]) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            disable_nagle_algorithm = True
-            protocol_version = "HTTP/1.1"
-            timeout = READ_TIMEOUT_SECONDS
+    """One listener: `routes` served by waitress from a daemon thread of this process, on `port` (0: any free
+    port, read back from .port). waitress rather than http.server: it parses requests strictly, answers what it
+    cannot parse, buffers bodies before a handler thread sees them, and bounds threads and connections."""
 
-            def do_GET(self) -> None:
-                self._serve(b"")
-
-            def do_POST(self) -> None:
-                length = self.headers.get("Content-Length")
-                if length is None or not length.isdigit():
-                    return self._reply(Response.json(411, {"error": "Content-Length required"}), close=True)
-                if int(length) > max_body_bytes:
-                    return self._reply(Response.json(413, {"error": f"body over {max_body_bytes} bytes"}), close=True)
-                body = self.rfile.read(int(length))
-                if len(body) != int(length):
-                    return self._reply(Response.json(400, {"error": "body shorter than Content-Length"}), close=True)
-                self._serve(body)
-
-            def _serve(self, body: bytes) -> None:
-                path = self.path.split("?", 1)[0]
-                route = routes.get((self.command, path))
-                if route is None:
-                    return self._reply(Response.json(404, {"error": "not found"}))
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                self._reply(route(Request(self.command, path, headers, body)))
-
-            def _reply(self, response: Response, close: bool = False) -> None:
-                self.send_response(response.status)
-                self.send_header("Content-Type", response.content_type)
-                self.send_header("Content-Length", str(len(response.body)))
-                if close:  # the unread body must not be taken for the next request
-                    self.send_header("Connection", "close")
-                    self.close_connection = True
-                self.end_headers()
-                self.wfile.write(response.body)
-
-            def log_message(self, *args: object) -> None:  # probes and scrapes every few seconds: keep logs quiet
-                pass
-
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.server.daemon_threads = True
-        self._thread = threading.Thread(target=self.server.serve_forever, name=f"http-{port}", daemon=True)
+    def __init__(self, host: str, port: int, max_body_bytes: int, routes: Routes, *,
+                 threads: int = HANDLER_THREADS, request_deadline_seconds: float = REQUEST_DEADLINE_SECONDS) -> None:
+        adjustments = Adjustments(
+            host=host, port=port, threads=threads, max_request_body_size=max_body_bytes + 1,
+            channel_timeout=max(request_deadline_seconds, 1), cleanup_interval=min(request_deadline_seconds, 1),
+            ident="reconciler", expose_tracebacks=False, clear_untrusted_proxy_headers=False)
+        self.server = _Server(wsgi_app(routes, max_body_bytes), adj=adjustments)
+        self.server.request_deadline = request_deadline_seconds
+        self._thread = threading.Thread(target=self.server.run, name=f"http-{self.port}", daemon=True)
 
     @property
     def port(self) -> int:
-        return self.server.server_address[1]
+        return int(self.server.effective_port)
 
     def start(self) -> "HttpListener":
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        """End the server's loop, stop the handler threads, then close the listening socket and every
+        connection."""
+        self.server.stopping = True
+        if self._thread.is_alive():
+            self._thread.join()
+        self.server.task_dispatcher.shutdown()
+        wasyncore.close_all(self.server._map)
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"

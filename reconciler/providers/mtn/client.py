@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -25,6 +26,7 @@ from reconciler.http.client import Answer, HttpClient, OrderRef, TransportError
 from reconciler.providers.mtn.phones import RecipientRejected, normalise_phone
 
 PROVIDER = "mtn"
+MAX_FIELD_CHARS = 200  # an order id, status word or timestamp is never near this long
 
 
 class ResellerStatus(Enum):
@@ -108,7 +110,7 @@ def canonical_status(word: object) -> ResellerStatus:
 def parse_json(body: str) -> Any:
     """The JSON in a body that may start with PHP warnings or HTML: the value that runs to the end of
     the body (the noise is a prefix, and may itself hold brackets), else the first one that parses."""
-    decoder = json.JSONDecoder()
+    decoder = json.JSONDecoder(parse_float=_finite, parse_constant=_not_a_number)
     end = len(body.rstrip())
     first = None
     for index, char in enumerate(body):
@@ -117,6 +119,8 @@ def parse_json(body: str) -> Any:
                 value, stop = decoder.raw_decode(body, index)
             except ValueError:
                 continue
+            except RecursionError:
+                raise ValueError("JSON nested too deeply") from None
             if stop == end:
                 return value
             if first is None:
@@ -124,6 +128,18 @@ def parse_json(body: str) -> Any:
     if first is None:
         raise ValueError("no JSON in the response")
     return first[0]
+
+
+def _finite(text: str) -> float:
+    """1e999 is not a number any order has: refuse it rather than carry infinity around."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number out of range: {text[:20]}")
+    return value
+
+
+def _not_a_number(text: str) -> float:
+    raise ValueError(f"{text} is not a number")
 
 
 def history_entries(document: Any) -> list[dict]:
@@ -163,10 +179,13 @@ def _size_gb(entry: dict) -> int | None:
         if entry.get("size_mb") is not None:
             size_mb = int(entry["size_mb"])
             return next((size_mb // unit for unit in (1024, 1000) if size_mb % unit == 0), None)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     match = _PLAN_SIZE.search(str(entry.get("plan_name") or ""))
-    return int(match.group(1)) if match else None
+    try:
+        return int(match.group(1)) if match else None
+    except ValueError:  # more digits than Python converts
+        return None
 
 
 def _timestamp(value: object) -> datetime | None:
@@ -175,9 +194,9 @@ def _timestamp(value: object) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
-    except ValueError:
+        return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+    except (ValueError, OverflowError):  # OverflowError: 9999-12-31T23:59-01:00 is past the last UTC year
         return None
-    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
 
 
 class MtnClient:
@@ -245,14 +264,33 @@ class WebhookEvent:
 
 
 def parse_webhook(body: bytes) -> WebhookEvent:
-    """An `order.status_changed` event; ValueError when it is not one we can use."""
+    """An `order.status_changed` event; ValueError when it is not one we can use or could not store (a NUL
+    byte, which PostgreSQL text cannot hold; a lone surrogate; a field longer than MAX_FIELD_CHARS; a date
+    out of range)."""
+    if b"\x00" in body:
+        raise ValueError("NUL byte in the body")
     document = parse_json(body.decode("utf-8", "replace"))
     order = document.get("order") if isinstance(document, dict) else None
     if not isinstance(order, dict) or order.get("id") is None:
         raise ValueError("no order in the webhook")
     parsed = parse_order(order)
+    for name, value in (("id", parsed.id), ("status", parsed.raw_status), ("updated_at", parsed.updated_at)):
+        _check_storable(name, value)
+    if order.get("created_at") and parsed.created_at is None:
+        raise ValueError("created_at is not a date we can read")
     key = f"{parsed.id}:{parsed.raw_status.lower()}:{parsed.updated_at or hashlib.sha256(body).hexdigest()}"
     return WebhookEvent(parsed, key)
+
+
+def _check_storable(name: str, value: str) -> None:
+    if len(value) > MAX_FIELD_CHARS:
+        raise ValueError(f"{name} longer than {MAX_FIELD_CHARS} characters")
+    if "\x00" in value:
+        raise ValueError(f"NUL character in {name}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{name} holds a lone surrogate") from None
 
 
 def _excerpt(value: object) -> str:

@@ -5,16 +5,20 @@ import hashlib
 import hmac
 import json
 import socket
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 from sqlalchemy import func, select
 
+from reconciler.engine.db import make_engine
 from reconciler.engine.schema import inbound_webhooks
 from reconciler.http.listener import HttpListener
 from reconciler.providers.mtn.client import MtnClient
 from reconciler.providers.mtn.fake import FakeMtn, MtnFaults
 from reconciler.providers.mtn.webhook_route import mtn_webhook_route
+
+from tests.raw_http import exchange
 
 SECRET = "mtn-webhook-secret-5521"
 EVENT = json.dumps({"event": "order.status_changed", "timestamp": "2026-11-23T10:00:00Z", "order": {
@@ -29,7 +33,7 @@ def sign(body: bytes, secret: str = SECRET) -> str:
 
 @pytest.fixture
 def listener(engine):
-    public = HttpListener("127.0.0.1", 0, 4096, {("POST", "/api/webhook/mtn"): mtn_webhook_route(engine, SECRET)})
+    public = HttpListener("127.0.0.1", 0, 65536, {("POST", "/api/webhook/mtn"): mtn_webhook_route(engine, SECRET)})
     yield public.start()
     public.stop()
 
@@ -106,3 +110,71 @@ def test_real_webhooks_from_the_fake_reseller_duplicates_included(engine, listen
     with engine.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(inbound_webhooks)
                            .where(inbound_webhooks.c.processed_at.is_(None))) == 1
+
+
+def event_with(**order: object) -> bytes:
+    document = json.loads(EVENT)
+    document["order"].update(order)
+    return json.dumps(document).encode()
+
+
+@pytest.mark.parametrize("body", [
+    EVENT.replace(b'"amount": 10', b'"amount": 1e999'),
+    EVENT.replace(b'"size_mb": 2048', b'"size_mb": 1e999'),
+    event_with(created_at="9999-12-31T23:59:59-01:00"),
+    event_with(created_at="0001-01-01T00:00:00+01:00"),
+    EVENT.replace(b'"status": "delivered"', b'"status": "\\ud800"'),
+    event_with(id="\ud800"),
+    event_with(id="10\u000001"),
+    b"[" * 5000,
+    b'{"order": ' * 5000,
+    EVENT + b"\x00",  # trailing noise is tolerated, but PostgreSQL text cannot hold a NUL
+    event_with(id="9" * 9000),
+    b"not json at all",
+    b"\xff\xfe\x00garbage",
+])
+def test_a_correctly_signed_body_we_cannot_use_or_store_is_400_and_not_stored(engine, listener, body):
+    answer = requests.post(url(listener), data=body, headers={"X-Webhook-Signature": sign(body)}, timeout=5)
+    assert answer.status_code == 400 and "error" in answer.json()
+    assert stored(engine) == []
+
+
+def test_a_non_ascii_signature_is_a_bad_signature(engine, listener):
+    request = (b"POST /api/webhook/mtn HTTP/1.1\r\nHost: x\r\nContent-Length: " + str(len(EVENT)).encode()
+               + "\r\nX-Webhook-Signature: sha256=é²\r\n\r\n".encode() + EVENT)
+    assert exchange(listener.port, request)[::2] == (401, b'{"error": "bad or missing signature"}')
+
+
+def test_an_unsigned_body_with_a_nul_byte_is_kept_readable(engine, listener):
+    body = b'{"order": {"id": "1\x00"}}'
+    assert requests.post(url(listener), data=body, timeout=5).status_code == 401
+    assert stored(engine) == [('{"order": {"id": "1\ufffd"}}', None)]
+
+
+@pytest.mark.parametrize("down_url", ["postgresql://postgres@127.0.0.1:1/nowhere", "sqlite:////nonexistent/dir/x.db"])
+def test_a_database_outage_is_503_with_retry_after(down_url):
+    down = make_engine(down_url)
+    public = HttpListener("127.0.0.1", 0, 4096, {("POST", "/api/webhook/mtn"): mtn_webhook_route(down, SECRET)})
+    try:
+        answer = requests.post(url(public.start()), data=EVENT, headers={"X-Webhook-Signature": sign(EVENT)},
+                               timeout=5)
+    finally:
+        public.stop()
+        down.dispose()
+    assert (answer.status_code, answer.headers["Retry-After"]) == (503, "5")
+    assert answer.json() == {"error": "database unavailable, retry later"}
+
+
+def test_concurrent_webhooks_are_each_stored_once_before_their_answer(engine, listener):
+    """16 clients at once (on SQLite they share commits): every event stored, each duplicate seen as one."""
+    events = [event_with(id=2000 + i) for i in range(40)]
+
+    def send(client: int) -> list[bool]:
+        with requests.Session() as session:
+            return [session.post(url(listener), data=body, headers={"X-Webhook-Signature": sign(body)},
+                                 timeout=10).json()["duplicate"] for body in events[client % 4::4]]
+
+    with ThreadPoolExecutor(16) as pool:
+        duplicates = [flag for flags in pool.map(send, range(16)) for flag in flags]
+    assert (len(duplicates), duplicates.count(False)) == (160, 40)
+    assert sorted(int(order_id) for _, order_id in stored(engine)) == list(range(2000, 2040))
