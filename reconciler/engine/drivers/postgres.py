@@ -44,6 +44,9 @@ class PostgresDriver:
         conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
 
 
+# Connections kept open (made on demand): one per HTTP handler thread, so a webhook never waits for a new
+# connection, which costs more than its insert.
+HOT_POOL_SIZE = 16
 _hot_path_engines: WeakKeyDictionary[Engine, dict[str, Engine]] = WeakKeyDictionary()
 _hot_path_engines_lock = threading.Lock()
 
@@ -56,7 +59,8 @@ def hot_path_engine(engine: Engine, options: str = "") -> Engine:
         engines = _hot_path_engines.setdefault(engine, {})
         if options not in engines:
             session = " ".join(filter(None, [engine.url.query.get("options"), options]))
-            hot = create_engine(engine.url.update_query_dict({"options": session}), isolation_level="AUTOCOMMIT")
+            hot = create_engine(engine.url.update_query_dict({"options": session}), isolation_level="AUTOCOMMIT",
+                                pool_size=HOT_POOL_SIZE)
             event.listen(engine, "engine_disposed", lambda _engine: hot.dispose())
             engines[options] = hot
         return engines[options]
