@@ -136,6 +136,7 @@ def _group_commit(engine: Engine) -> _GroupCommit:
 
 @functools.cache
 def _insert(dialect: Dialect) -> _Insert:
+    """Built and compiled once per engine's dialect: doing so per request cost more than running it."""
     statement = insert_ignoring_conflicts(dialect.name, inbound_webhooks, ["provider", "dedupe_key"]).returning(
         inbound_webhooks.c.id)
     compiled = statement.compile(dialect=dialect, column_keys=list(_COLUMNS))
