@@ -6,7 +6,9 @@ A bad or missing signature gets 401 and is never applied; the body is kept, clos
 """
 from __future__ import annotations
 
+import functools
 import logging
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -36,11 +38,21 @@ def mtn_webhook_route(engine: Engine, secret: str, clock: Clock = utcnow) -> Rou
             return _counted(Response.json(400, {"error": str(exc)}), "bad_request")
         stored = store_inbound(engine, PROVIDER, event.dedupe_key, request.body.decode("utf-8", "replace"),
                                event.order.id, clock())
-        return _counted(Response.json(200, {"ok": True, "duplicate": not stored}), "stored" if stored else "duplicate")
+        return _counted(_STORED if stored else _DUPLICATE, "stored" if stored else "duplicate")
 
     return receive
 
 
+_STORED = Response.json(200, {"ok": True, "duplicate": False})
+_DUPLICATE = Response.json(200, {"ok": True, "duplicate": True})
+
+
 def _counted(response: Response, result: str) -> Response:
-    metrics.INBOUND_WEBHOOKS.labels(PROVIDER, result).inc()
+    _counter(result).inc()
     return response
+
+
+@functools.cache
+def _counter(result: str) -> Any:
+    """The labelled counter looked up once per result, not per request."""
+    return metrics.INBOUND_WEBHOOKS.labels(PROVIDER, result)
