@@ -145,6 +145,7 @@ def client_process(port: int, events: list[tuple[bytes, str]], start: Any, pipe:
         conn.close()
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(THREADS_PER_CLIENT)]
+    pipe.send("ready")
     start.wait()
     for thread in threads:
         thread.start()
@@ -166,7 +167,8 @@ def measure(backend: str, url: str | None, webhooks: int, offset: int) -> Case:
             process.start()
             pipes.append(ours)
             clients.append(process)
-        time.sleep(1.0)  # the client processes are up and waiting on `start`
+        for pipe in pipes:  # every client process is up and waiting on `start`
+            pipe.recv()
         control.send("go")
         control.recv()
         began = time.perf_counter()

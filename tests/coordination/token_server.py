@@ -12,7 +12,7 @@ from reconciler.coordination.tokens import IssuedToken
 
 
 class TokenRequestRefused(Exception):
-    pass
+    """The token server answered with an error (as a refresh callable would raise it)."""
 
 
 class TokenServer:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from sqlalchemy import Engine, insert, select, update
 
 from reconciler.engine.drivers import DRIVERS, driver_for
@@ -98,12 +99,9 @@ def test_finalise_belongs_to_the_callers_transaction(engine):
     queries = driver_for(engine).outbox_queries(engine, mtn_orders)
     [row] = rows(engine, 1)
     queries.claim(1, "w1", T0, T0 + timedelta(minutes=5))
-    try:
-        with engine.begin() as conn:
-            assert queries.finalise(conn, [Outcome(row, COMPLETED, "done", {})], (), "w1", T0) == [row]
-            raise RuntimeError("the caller's transaction fails after the finalise")
-    except RuntimeError:
-        pass
+    with pytest.raises(RuntimeError), engine.begin() as conn:
+        assert queries.finalise(conn, [Outcome(row, COMPLETED, "done", {})], (), "w1", T0) == [row]
+        raise RuntimeError("the caller's transaction fails after the finalise")
     assert states(engine)[row] == (IN_FLIGHT, "w1", 1)
 
 
