@@ -3,19 +3,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import queue
-import threading
-from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
-from weakref import WeakKeyDictionary
 
-from sqlalchemy import Connection, Dialect, Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Dialect, Engine
 
 from reconciler.engine.db import insert_ignoring_conflicts
-from reconciler.engine.drivers.postgres import execute_on_live_connection, hot_path_engine
+from reconciler.engine.drivers import driver_for
 from reconciler.engine.schema import inbound_webhooks
 
 
@@ -37,11 +32,7 @@ def store_refused(engine: Engine, provider: str, body: bytes, reason: str, now: 
 
 def _keep(engine: Engine, **values: Any) -> bool:
     statement = _insert(engine.dialect)
-    if engine.dialect.name == "postgresql":  # one round trip: autocommit, no ping; a lost reply is run again
-        stored = execute_on_live_connection(hot_path_engine(engine), statement.sql, statement.parameters(values))
-    else:
-        stored = _group_commit(engine).run(engine, statement, values)
-    return stored is not None
+    return driver_for(engine).write_alone(engine, statement.sql, statement.parameters(values)) is not None
 
 
 @dataclass(frozen=True)
@@ -59,79 +50,6 @@ class _Insert:
         converted = {name: self.processors[name](values.get(name)) if name in self.processors else values.get(name)
                      for name in _COLUMNS}
         return tuple(converted[name] for name in self.names) if self.positional else converted
-
-
-class _GroupCommit:
-    """SQLite has one writer and a durable commit is an fsync (1-3 ms), so a commit per webhook caps the receiver
-    at a few hundred a second. Handler threads hand their insert to one writer thread, which runs whatever is
-    waiting in one transaction; each caller returns after that commit, so every event is still stored before
-    its 2xx. The writer ends after a second idle and a new one starts on demand."""
-
-    def __init__(self) -> None:  # holds no engine: it is the key of a weak dictionary
-        self._waiting: queue.SimpleQueue[tuple[Engine, _Insert, dict[str, Any], Future]] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._writer: threading.Thread | None = None
-
-    def run(self, engine: Engine, statement: _Insert, values: dict[str, Any]) -> tuple | None:
-        done: Future = Future()
-        self._waiting.put((engine, statement, values, done))
-        with self._lock:
-            if self._writer is None:
-                self._writer = threading.Thread(target=self._write, name="inbound-writer", daemon=True)
-                self._writer.start()
-        return done.result()
-
-    def _write(self) -> None:
-        while True:
-            try:
-                batch = [self._waiting.get(timeout=1.0)]
-            except queue.Empty:
-                with self._lock:  # run() starts a writer after its put, under this lock: nothing is left behind
-                    if self._waiting.empty():
-                        self._writer = None
-                        return
-                continue
-            while not self._waiting.empty():
-                batch.append(self._waiting.get())
-            engine = batch[0][0]
-            try:
-                with engine.begin() as conn:
-                    results = [_execute(conn, statement, values) for _, statement, values, _ in batch]
-            except Exception:  # one bad insert must not fail the others: each alone, with its own answer
-                for _, statement, values, done in batch:
-                    try:
-                        with engine.begin() as conn:
-                            done.set_result(_execute(conn, statement, values))
-                    except Exception as exc:
-                        done.set_exception(exc)
-            else:
-                for (*_, done), result in zip(batch, results):
-                    done.set_result(result)
-
-
-def _execute(conn: Connection, statement: _Insert, values: dict[str, Any]) -> tuple | None:
-    """The insert on the driver's cursor, in `conn`'s transaction; a driver error raised as SQLAlchemy's."""
-    parameters = statement.parameters(values)
-    cursor = conn.connection.dbapi_connection.cursor()
-    try:
-        cursor.execute(statement.sql, parameters)
-        return cursor.fetchone()
-    except conn.dialect.loaded_dbapi.Error as error:
-        raise DBAPIError.instance(statement.sql, parameters, error, conn.dialect.loaded_dbapi.Error,
-                                  dialect=conn.dialect) from error
-    finally:
-        cursor.close()
-
-
-_group_commits: WeakKeyDictionary[Engine, _GroupCommit] = WeakKeyDictionary()
-_group_commits_lock = threading.Lock()
-
-
-def _group_commit(engine: Engine) -> _GroupCommit:
-    with _group_commits_lock:
-        if engine not in _group_commits:
-            _group_commits[engine] = _GroupCommit()
-        return _group_commits[engine]
 
 
 @functools.cache

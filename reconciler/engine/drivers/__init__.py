@@ -50,6 +50,11 @@ class Driver(Protocol):
     def lock_for_migration(self, conn: Connection) -> None:
         """Make replicas migrating at once take turns, for the rest of this transaction."""
 
+    def write_alone(self, engine: Engine, sql: str, parameters: Any) -> tuple | None:
+        """Run one small write of driver SQL (in the driver's parameter style) as a durable transaction of its
+        own, the cheapest way this database allows (a statement per request, e.g. a received webhook); its
+        first row. Errors are raised as SQLAlchemy's."""
+
 
 DRIVERS: dict[str, Driver] = {driver.dialect: driver for driver in (PostgresDriver(), SQLiteDriver())}
 

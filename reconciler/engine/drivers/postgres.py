@@ -43,6 +43,10 @@ class PostgresDriver:
         """Replicas migrating at once take turns; the lock ends with the transaction."""
         conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
 
+    def write_alone(self, engine: Engine, sql: str, parameters: Any) -> tuple | None:
+        """One round trip: autocommit on the hot pool, no ping; a reply lost with its connection is run again."""
+        return execute_on_live_connection(hot_path_engine(engine), sql, parameters)
+
 
 # Connections kept open (made on demand): one per HTTP handler thread, so a webhook never waits for a new
 # connection, which costs more than its insert.
