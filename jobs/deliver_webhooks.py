@@ -14,6 +14,7 @@ from reconciler.coordination.rate_limits import RateLimit
 from reconciler.engine.clock import utcnow
 from reconciler.engine.events import NOTIFY, PARTNER
 from reconciler.engine.job import JobContext
+from reconciler.engine.logs import one_line
 from reconciler.engine.outbox import Batch, Outbox, Outcome
 from reconciler.engine.schema import DEAD, webhook_deliveries
 from reconciler.webhooks import metrics as webhook_metrics
@@ -126,5 +127,5 @@ def outcome_kind(outcome: Outcome) -> str:
 def describe(result: AttemptResult) -> str:
     if result.status_code is None:
         return result.error_class or "error"
-    excerpt = " ".join(result.response_excerpt.split())[:200]
+    excerpt = one_line(result.response_excerpt, 200)
     return f"HTTP {result.status_code}" + (f": {excerpt}" if excerpt else "")

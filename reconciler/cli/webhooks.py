@@ -8,6 +8,7 @@ import click
 
 from reconciler.cli.support import App, When, actor
 from reconciler.engine.clock import utcnow
+from reconciler.engine.logs import one_line
 from reconciler.engine.outbox import requeue
 from reconciler.engine.schema import DELIVERY_STATUSES, webhook_deliveries
 from reconciler.webhooks.deliveries import attempts_of, find_deliveries
@@ -41,7 +42,7 @@ def list_deliveries(app: App, status: str | None, order_ref: str | None, limit: 
                    f"seq={row['sequence']} {row['status']} attempts={row['attempts']} {when}  {row['endpoint_url']}")
         for a in tries:
             answer = a["status_code"] or a["error_class"]
-            excerpt = " ".join((a["response_excerpt"] or "").split())[:80]
+            excerpt = one_line(a["response_excerpt"] or "", 80)
             click.echo(f"         #{a['attempt']} {a['attempted_at']:%Y-%m-%d %H:%M:%S} {answer} "
                        f"{a['latency_ms']}ms {a['error_class'] or 'ok'} {excerpt}".rstrip())
 

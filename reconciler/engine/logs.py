@@ -13,7 +13,6 @@ from typing import Callable, TextIO
 from pythonjsonlogger.json import JsonFormatter
 from sqlalchemy.exc import DBAPIError
 
-LOG_FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 REMIND_EVERY_SECONDS = 300.0
 
@@ -85,3 +84,9 @@ class RepeatedFailure:
             self.log.info("%s works again after %d failures in %.0f s (last: %s)", self.what, self.failures,
                              self.monotonic() - self._since, self._cause)
             self.failures, self._cause, self._unlogged = 0, None, 0
+
+
+def one_line(text: object, limit: int) -> str:
+    """The start of a body (or any value) on one line, for messages and listings: white space folded, at most
+    `limit` characters."""
+    return " ".join(str(text).split())[:limit]

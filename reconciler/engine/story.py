@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from sqlalchemy import Engine, select
 
+from reconciler.engine.logs import one_line
 from reconciler.engine.schema import api_calls, inbound_webhooks, status_history, webhook_attempts, webhook_deliveries
 
 EXCERPT_CHARS = 300
@@ -86,8 +87,8 @@ def excerpt(text: str | None) -> str | None:
     """The start of a body on one line."""
     if text is None:
         return None
-    flat = " ".join(text.split())
-    return flat if len(flat) <= EXCERPT_CHARS else flat[:EXCERPT_CHARS] + "…"
+    cut = one_line(text, EXCERPT_CHARS + 1)
+    return cut if len(cut) <= EXCERPT_CHARS else cut[:EXCERPT_CHARS] + "…"
 
 
 def redact_url(url: str) -> str:

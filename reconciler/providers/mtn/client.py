@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 from reconciler.config import Config
 from reconciler.coordination.rate_limits import RateLimit
 from reconciler.engine.clock import Clock, utcnow
+from reconciler.engine.logs import one_line
 from reconciler.http.audit import ApiCall, AuditLog
 from reconciler.http.client import Answer, HttpClient, OrderRef, TransportError
 from reconciler.providers.mtn.phones import RecipientRejected, normalise_phone
@@ -294,7 +295,7 @@ def _check_storable(name: str, value: str) -> None:
 
 
 def _excerpt(value: object) -> str:
-    return " ".join(str(value).split())[:200]
+    return one_line(value, 200)
 
 
 def mtn_client(config: Config, engine: Engine, clock: Clock = utcnow, audit: AuditLog | None = None) -> MtnClient:
