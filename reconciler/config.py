@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -73,6 +73,34 @@ def _bundles(value: dict[int, float]) -> bool:
     return len(value) > 0 and all(size > 0 and price > 0 for size, price in value.items())
 
 
+TENURES = {"1_MONTH": 1, "3_MONTHS": 3, "6_MONTHS": 6, "12_MONTHS": 12, "24_MONTHS": 24}  # tenure -> months
+
+
+@dataclass(frozen=True)
+class Product:
+    """One licence T2Mobile may sell: its Zoho Books item and its price per tenure (a subset of TENURES)."""
+    name: str
+    item_id: str
+    currency: str
+    prices: Mapping[str, float]
+
+
+def _products(value: dict[str, Product]) -> bool:
+    return len(value) > 0 and all(
+        pid.strip() and p.name.strip() and p.item_id.strip() and p.currency.strip() and p.prices
+        and all(t in TENURES and price > 0 for t, price in p.prices.items())
+        for pid, p in value.items())
+
+
+def _timezone(value: str) -> bool:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
 def _setting(default: Any, help: str, check: Callable[[Any], bool] | None = None,
              rule: str = "", secret: bool = False) -> Any:
     metadata = {"help": help, "check": check, "rule": rule, "secret": secret}
@@ -80,6 +108,12 @@ def _setting(default: Any, help: str, check: Callable[[Any], bool] | None = None
         return field(default_factory=lambda: dict(default), metadata=metadata)
     return field(default=default, metadata=metadata)
 
+
+# The seed's example product, sold by the fake Zoho (reconciler/providers/zoho/fake.py) as item 4815000000044208.
+DEFAULT_PRODUCTS = {"ZOHO_CRM_STD": Product(
+    name="Zoho CRM Standard", item_id="4815000000044208", currency="NGN",
+    prices={"1_MONTH": 15000.0, "3_MONTHS": 42000.0, "6_MONTHS": 80000.0, "12_MONTHS": 150000.0,
+            "24_MONTHS": 280000.0})}
 
 # The fake reseller's plans (reconciler/providers/mtn/fake.py) at its 5 per GB.
 DEFAULT_BUNDLES = {size: 5.0 * size for size in (1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 25, 30, 40, 50, 100)}
@@ -127,26 +161,56 @@ class MtnConfig:
 
 @dataclass(frozen=True)
 class ZohoConfig:
-    accounts_url: str = _setting("https://accounts.zoho.com", "Zoho accounts server (OAuth)", _http_url, "must be an http(s) URL")
+    accounts_url: str = _setting("https://accounts.zoho.com", "Zoho accounts server (OAuth) of the organisation's data "
+                                 "centre: .com, .eu, .in, .com.au, .jp or zohocloud.ca", _http_url, "must be an http(s) URL")
     api_url: str = _setting("https://www.zohoapis.com/books/v3", "Zoho Books API root", _http_url, "must be an http(s) URL")
     organization_id: str = _setting("", "Zoho Books organization_id sent with every call")
     client_id: str = _setting("", "OAuth client id")
     client_secret: str = _setting("", "OAuth client secret", secret=True)
     refresh_token: str = _setting("", "OAuth refresh token", secret=True)
+    connect_timeout_seconds: float = _setting(5.0, "connect timeout of one API call", _positive, "must be > 0")
+    request_timeout_seconds: float = _setting(30.0, "read timeout of one API call", _positive, "must be > 0")
     retry_schedule_seconds: tuple[float, ...] = _setting((60.0, 300.0, 900.0, 3600.0), "delays between attempts; then dead",
                                                    _schedule, "must be a non-empty list of numbers > 0")
     requests_per_minute: int = _setting(100, "API calls per minute for the organisation, shared by all replicas",
                                         _positive, "must be > 0")
+    rate_window_seconds: float = _setting(60.0, "the window requests_per_minute counts over (tests and benchmarks "
+                                          "may shorten it)", _positive, "must be > 0")
+    requests_per_day: int = _setting(1000, "API calls per day for the organisation (Zoho's daily cap by plan); "
+                                     "when used up, the flow pauses until the next day", _positive, "must be > 0")
+    poll_interval_seconds: float = _setting(1.0, "how often due orders are looked for", _positive, "must be > 0")
+    token_refresh_ahead_seconds: float = _setting(300.0, "refresh the shared access token this long before it expires",
+                                                  _non_negative, "must be >= 0")
+    auth_pause_seconds: float = _setting(300.0, "after Zoho refuses the refresh token, wait this long before trying "
+                                         "again", _positive, "must be > 0")
+    in_doubt_grace_seconds: float = _setting(60.0, "how long an in-doubt order waits before the sales orders are "
+                                             "searched for it", _non_negative, "must be >= 0")
 
 
 @dataclass(frozen=True)
 class PartnerConfig:
+    webhook_url: str = _setting("", "where T2Mobile's events go (ORDER_FULFILLED, ORDER_FAILED, EXPIRY_REMINDER, "
+                                "SUBSCRIPTION_RENEWED); empty: the Zoho flow is off", _http_url, "must be an http(s) URL")
     webhook_secret: str = _setting("", "whsec_... secret that signs partner webhooks (two, space-separated, while rotating)",
                                    secret=True)
     signature: str = _setting("standard", "standard (Standard Webhooks) or sha256 (X-Webhook-Signature: sha256=<hex>)",
                               _signature_style, "must be standard or sha256")
     retry_schedule_seconds: tuple[float, ...] = _setting((30.0, 120.0, 300.0, 600.0, 1200.0), "delays between delivery attempts; then dead",
                                                    _schedule, "must be a non-empty list of numbers > 0")
+    api_keys: str = _setting("", "Bearer keys T2Mobile may call the intake API with, space-separated (several while "
+                             "rotating); empty: the intake API refuses every call", secret=True)
+    requests_per_minute: int = _setting(100, "intake API calls per minute per API key, shared by all replicas",
+                                        _positive, "must be > 0")
+    idempotency_ttl_hours: float = _setting(24.0, "how long a stored answer to an Idempotency-Key is kept",
+                                            _positive, "must be > 0")
+    products: dict[str, Product] = _setting(DEFAULT_PRODUCTS, "the catalogue: product id -> name, Zoho item id, "
+                                            "currency and price per tenure", _products,
+                                            "must list at least one product, each with name, item_id, currency and "
+                                            "prices for tenures among " + ", ".join(TENURES) + " (each > 0)")
+    timezone: str = _setting("Africa/Lagos", "the partner's time zone: reminders run at 02:00 and the renewal check "
+                             "at 03:00 there", _timezone, "must be an IANA time zone such as Africa/Lagos")
+    reminder_days: int = _setting(7, "licences expiring within this many days get an EXPIRY_REMINDER",
+                                  _positive, "must be > 0")
 
 
 @dataclass(frozen=True)
@@ -221,6 +285,8 @@ class Config:
                 value = "<set>" if value else "<unset>"
             elif key == "database.url":
                 value = mask_passwords(value)
+            elif key == "partner.products":
+                value = {pid: {**asdict(product), "prices": dict(product.prices)} for pid, product in value.items()}
             section, name = key.split(".")
             out.setdefault(section, {})[name] = value
         return out
@@ -273,6 +339,8 @@ def _coerce(key: str, type_name: str, value: Any, secret: bool) -> Any:
             if not isinstance(pairs, dict):
                 raise ValueError
             return {_number(size, int): _number(price, float) for size, price in pairs.items()}
+        if type_name == "dict[str, Product]":
+            return _catalogue(yaml.safe_load(value) if isinstance(value, str) else value)
         if type_name == "bool":
             if isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:  # from the environment
                 return _BOOL_WORDS[value.strip().lower()]
@@ -283,15 +351,35 @@ def _coerce(key: str, type_name: str, value: Any, secret: bool) -> Any:
             return _number(value, int)
         if type_name == "float":
             return _number(value, float)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, AttributeError, yaml.YAMLError):
         pass
     shown = "<secret>" if secret else _shown(value)
     raise ConfigError(f"{key}: expected {_TYPE_WORDS[type_name]}, got {shown}")
 
 
+def _catalogue(value: Any) -> dict[str, Product]:
+    """The catalogue from YAML (or, from the environment, the same as one line of JSON)."""
+    if not isinstance(value, dict):
+        raise ValueError
+    products = {}
+    for product_id, entry in value.items():
+        if isinstance(entry, Product):  # the default
+            products[product_id] = entry
+            continue
+        if not isinstance(entry, dict) or not isinstance(entry.get("prices"), dict) or set(entry) - {
+                "name", "item_id", "currency", "prices"}:
+            raise ValueError
+        products[str(product_id)] = Product(
+            name=str(entry.get("name", "")), item_id=str(entry.get("item_id", "")),
+            currency=str(entry.get("currency", "")),
+            prices={str(tenure): _number(price, float) for tenure, price in entry["prices"].items()})
+    return products
+
+
 _TYPE_WORDS = {"str": "text", "int": "a whole number", "float": "a number",
                "tuple[float, ...]": "a list of numbers", "bool": "true or false",
-               "dict[int, float]": "sizes with prices, like 1:5,2:10"}
+               "dict[int, float]": "sizes with prices, like 1:5,2:10",
+               "dict[str, Product]": "products, each with name, item_id, currency and prices per tenure"}
 _BOOL_WORDS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
 
 
@@ -343,10 +431,11 @@ def _check_relations(config: Config) -> None:
     if config.daemon.lease_seconds <= delivery:
         raise ConfigError(f"daemon.lease_seconds: must be longer than webhooks.connect_timeout_seconds + "
                           f"webhooks.timeout_seconds ({delivery:g}), got {config.daemon.lease_seconds:g}")
-    order = config.mtn.connect_timeout_seconds + config.mtn.request_timeout_seconds
-    if config.daemon.lease_seconds <= order:
-        raise ConfigError(f"daemon.lease_seconds: must be longer than mtn.connect_timeout_seconds + "
-                          f"mtn.request_timeout_seconds ({order:g}), got {config.daemon.lease_seconds:g}")
+    for provider in ("mtn", "zoho"):
+        call = config.value(f"{provider}.connect_timeout_seconds") + config.value(f"{provider}.request_timeout_seconds")
+        if config.daemon.lease_seconds <= call:
+            raise ConfigError(f"daemon.lease_seconds: must be longer than {provider}.connect_timeout_seconds + "
+                              f"{provider}.request_timeout_seconds ({call:g}), got {config.daemon.lease_seconds:g}")
 
 
 def _read_file(path: Path) -> dict[str, Any]:

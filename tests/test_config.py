@@ -70,8 +70,15 @@ def test_env_references_and_overrides(tmp_path):
     ("mtn:\n  retry_schedule_seconds: []\n", {}, "mtn.retry_schedule_seconds: must be a non-empty list"),
     ("mtn:\n  api_key: ${MTN_KEY}\n", {}, "mtn.api_key: environment variable MTN_KEY is not set"),
     ("mtn:\n  timeout: 3\n", {}, "mtn.timeout: unknown setting"),
-    # nothing sends partner events until the T2Mobile flow exists: a URL set here would silently go unused
-    ("partner:\n  webhook_url: https://t2.example/hooks\n", {}, "partner.webhook_url: unknown setting"),
+    ("partner:\n  webhook_url: ftp://t2.example/hooks\n", {}, "partner.webhook_url: must be an http(s) URL"),
+    ("partner:\n  timezone: Mars/Olympus\n", {}, "partner.timezone: must be an IANA time zone"),
+    ("partner:\n  products: {}\n", {}, "partner.products: must list at least one product"),
+    ("partner:\n  products:\n    X: {name: x, item_id: '1', currency: NGN, prices: {2_WEEKS: 5}}\n", {},
+     "partner.products: must list at least one product, each with name, item_id, currency and prices for tenures"),
+    ("partner:\n  products:\n    X: {name: x, item_id: '1', currency: NGN, prices: {1_MONTH: free}}\n", {},
+     "partner.products: expected products, each with name, item_id, currency and prices per tenure"),
+    ("", {"RECONCILER_PARTNER_PRODUCTS": "{not json"}, "partner.products: expected products"),
+    ("daemon:\n  lease_seconds: 25\n", {}, "daemon.lease_seconds: must be longer than zoho.connect_timeout_seconds"),
     ("daemon: [1, 2]\n", {}, "daemon: must be a mapping of settings"),
     ("daemon:\n  batch_size: 10\n", {"RECONCILER_DAEMON_LEASE_SECONDS": "-1"}, "daemon.lease_seconds: must be > 0"),
     ("daemon:\n  lease_seconds: 10\n", {}, "daemon.lease_seconds: must be longer than webhooks.connect_timeout"),
@@ -96,6 +103,15 @@ def test_bundles_are_sizes_with_a_price_each_in_the_file_or_the_environment(tmp_
     assert load_config(path, env={"RECONCILER_MTN_BUNDLES": "1:5, 2:10,5:25"}).mtn.bundles == {1: 5.0, 2: 10.0, 5: 25.0}
     inline = write(tmp_path, 'mtn:\n  bundles: "${BUNDLES}"\n')
     assert load_config(inline, env={"BUNDLES": "{3: 12}"}).mtn.bundles == {3: 12.0}
+
+
+def test_the_catalogue_comes_from_the_file_or_one_line_of_json_in_the_environment(tmp_path):
+    assert set(load_config(CONFIG_YAML, env={}).partner.products["ZOHO_CRM_STD"].prices) == {
+        "1_MONTH", "3_MONTHS", "6_MONTHS", "12_MONTHS", "24_MONTHS"}
+    config = load_config(None, env={"RECONCILER_PARTNER_PRODUCTS": '{"P1": {"name": "Books", "item_id": "9", '
+                                                                   '"currency": "USD", "prices": {"1_MONTH": 9.5}}}'})
+    [(product_id, product)] = config.partner.products.items()
+    assert (product_id, product.item_id, product.currency, dict(product.prices)) == ("P1", "9", "USD", {"1_MONTH": 9.5})
 
 
 def test_a_secret_written_into_the_file_is_refused_without_echoing_it(tmp_path):
