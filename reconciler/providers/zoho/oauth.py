@@ -35,14 +35,16 @@ PROVIDER = "zoho"
 PAUSE_KEY = "zoho"
 UNAUTHORISED = "unauthorised"
 TOKEN_PATH = "/oauth/v2/token"
-_SECRET_FIELDS = re.compile(r'("(?:access_token|refresh_token|client_secret)"\s*:\s*")[^"]*(")')
+SECRETS = ("access_token", "refresh_token", "client_secret")
+_SECRET_JSON = re.compile(r'("(?:%s)"\s*:\s*")[^"]*(")' % "|".join(SECRETS))
+_SECRET_FORM = re.compile(r"((?:^|&)(?:%s)=)[^&]*" % "|".join(SECRETS))
 
 
 def without_secrets(call: ApiCall) -> ApiCall:
-    """The call as the audit may keep it: the token request's refresh_token and client_secret (in its query)
-    and any access token in an answer replaced by <redacted>."""
+    """The call as the audit may keep it: the token request's refresh_token and client_secret and any access
+    token in an answer replaced by <redacted> (a URL is redacted too, should a secret ever travel in one)."""
     def scrub(text: str | None) -> str | None:
-        return _SECRET_FIELDS.sub(r"\1<redacted>\2", text) if text else text
+        return _SECRET_FORM.sub(r"\1<redacted>", _SECRET_JSON.sub(r"\1<redacted>\2", text)) if text else text
     return replace(call, url=redact_url(call.url), request_body=scrub(call.request_body),
                    response_body=scrub(call.response_body))
 
@@ -65,10 +67,12 @@ class ZohoOAuth:
         if pause.reason == UNAUTHORISED and pause.holds(now):
             raise ZohoAuthFailed(f"Zoho refused the refresh token; the Zoho flow is paused until "
                                  f"{pause.paused_until.isoformat()} ({pause.detail})")
-        query = urlencode({"refresh_token": self.config.refresh_token, "client_id": self.config.client_id,
-                           "client_secret": self.config.client_secret, "grant_type": "refresh_token"})
+        # In the form body, not the query string Zoho's examples use: urllib3 logs request lines at DEBUG.
+        form = urlencode({"refresh_token": self.config.refresh_token, "client_id": self.config.client_id,
+                          "client_secret": self.config.client_secret, "grant_type": "refresh_token"})
         try:
-            answer = self.http.request("POST", f"{TOKEN_PATH}?{query}")
+            answer = self.http.request("POST", TOKEN_PATH, form,
+                                       headers={"Content-Type": "application/x-www-form-urlencoded"})
         except TransportError as exc:
             TOKEN_REFRESHES.labels("unavailable").inc()
             raise ZohoUnavailable(f"Zoho accounts server: {exc.detail}", may_have_arrived=False) from None

@@ -39,8 +39,9 @@ def client(fake: FakeZoho, engine, clock) -> ZohoClient:
     return ZohoClient(config_for(fake), engine, "worker-1", clock=clock)
 
 
-def test_a_licence_sale_end_to_end_with_nothing_secret_in_the_audit(fake: FakeZoho, client: ZohoClient, engine,
-                                                                      clock) -> None:
+def test_a_licence_sale_end_to_end_with_nothing_secret_in_the_audit_or_the_log(fake: FakeZoho, client: ZohoClient,
+                                                                                 engine, clock, caplog) -> None:
+    caplog.set_level(logging.DEBUG)  # urllib3 logs every request line at DEBUG
     order = OrderRef("zoho_orders", 7)
     assert client.find_contact_by_email("ada@example.com", order=order) is None
     customer = client.create_contact("Ada Lovelace", "ada@example.com", "+2348012345678", order=order)
@@ -59,11 +60,14 @@ def test_a_licence_sale_end_to_end_with_nothing_secret_in_the_audit(fake: FakeZo
     assert len(rows) == 9 and all(row["provider"] == "zoho" for row in rows)
     assert sum(row["order_id"] == 7 for row in rows) == 7
     token_call = next(row for row in rows if "/oauth/v2/token" in row["url"])
-    assert "refresh_token=<redacted>" in token_call["url"] and "client_secret=<redacted>" in token_call["url"]
+    assert token_call["request_body"] == ("refresh_token=<redacted>&client_id=fake-client-id&client_secret=<redacted>"
+                                          "&grant_type=refresh_token")
     assert '"access_token": "<redacted>"' in token_call["response_body"]
     audit = repr([dict(row) for row in rows])
+    assert "POST /oauth/v2/token" in caplog.text
     for secret in (fake.refresh_token, fake.client_secret, *fake.issued_tokens):
         assert secret not in audit
+        assert secret not in caplog.text
     assert all(f"organization_id={fake.organization_id}" in row["url"] for row in rows if "/books/v3/" in row["url"])
 
     usage = client.usage(clock())
