@@ -206,9 +206,12 @@ def test_an_unknown_path_is_zohos_404(fake_zoho: FakeZoho) -> None:
     assert (answer.status_code, answer.json()["code"]) == (404, 5)
 
 
-def test_fake_zoho_command_refuses_an_unknown_fault() -> None:
+def test_fake_zoho_command_refuses_an_unknown_fault_or_value() -> None:
     refused = CliRunner().invoke(fake_zoho, ["--faults", "error_rate=0.5"])
     assert refused.exit_code == 2 and "a knob of ZohoFaults" in refused.output
+    refused = CliRunner().invoke(fake_zoho, ["--faults", "refresh_refusal=invalid_grant"])
+    assert refused.exit_code == 2 and "refresh_refusal must be one of None, invalid_code, access_denied" in \
+        refused.output and "Traceback" not in refused.output
 
 
 def test_fake_zoho_command_runs_standalone_until_ctrl_c() -> None:
