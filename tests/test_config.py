@@ -78,11 +78,12 @@ def test_env_references_and_overrides(tmp_path):
     ("partner:\n  products:\n    X: {name: x, item_id: '1', currency: NGN, prices: {1_MONTH: free}}\n", {},
      "partner.products: expected products, each with name, item_id, currency and prices per tenure"),
     ("", {"RECONCILER_PARTNER_PRODUCTS": "{not json"}, "partner.products: expected products"),
-    ("daemon:\n  lease_seconds: 25\n", {}, "daemon.lease_seconds: must be longer than zoho.connect_timeout_seconds"),
+    ("daemon:\n  lease_seconds: 25\nzoho:\n  organization_id: '1'\n", {},
+     "daemon.lease_seconds: must be longer than zoho.connect_timeout_seconds"),
     ("daemon: [1, 2]\n", {}, "daemon: must be a mapping of settings"),
     ("daemon:\n  batch_size: 10\n", {"RECONCILER_DAEMON_LEASE_SECONDS": "-1"}, "daemon.lease_seconds: must be > 0"),
     ("daemon:\n  lease_seconds: 10\n", {}, "daemon.lease_seconds: must be longer than webhooks.connect_timeout"),
-    ("daemon:\n  lease_seconds: 25\nmtn:\n  request_timeout_seconds: 30\n", {},
+    ("daemon:\n  lease_seconds: 25\nmtn:\n  base_url: http://r.example\n  request_timeout_seconds: 30\n", {},
      "daemon.lease_seconds: must be longer than mtn.connect_timeout_seconds"),
     ("mtn:\n  check_network_prefix: maybe\n", {}, "mtn.check_network_prefix: expected true or false, got 'maybe'"),
     ("mtn:\n  bundles: {}\n", {}, "mtn.bundles: must list at least one size > 0, each with a price > 0"),
@@ -95,6 +96,11 @@ def test_a_bad_value_names_its_key(tmp_path, body, env, message):
         load_config(write(tmp_path, body), env=env)
     assert str(caught.value).startswith(message)
     assert "\n" not in str(caught.value)
+
+
+def test_a_lease_need_not_outlast_the_calls_of_a_flow_that_is_off(tmp_path):
+    """The demo and the MTN-only daemon run short leases; the Zoho call timeouts count once Zoho is on."""
+    assert load_config(write(tmp_path, "daemon:\n  lease_seconds: 25\n"), env={}).daemon.lease_seconds == 25
 
 
 def test_bundles_are_sizes_with_a_price_each_in_the_file_or_the_environment(tmp_path):
