@@ -130,8 +130,14 @@ zoho_orders = Table(
     Column("activation_reference", Text),
     Column("expiry_date", UTCDateTime),
     Column("reject_reason", Text),
+    # Set (fenced) right before a sales order is first requested: from then on, search before any create.
+    Column("submitted_at", UTCDateTime),
+    Column("completed_at", UTCDateTime),
     _status_check("zoho_orders", ORDER_STATUSES),
     *_lease_indexes("zoho_orders"),
+    _partial_index("zoho_orders_salesorder_idx", "zoho_salesorder_id IS NOT NULL", "zoho_salesorder_id",
+                   unique=True),
+    _partial_index("zoho_orders_in_doubt_idx", f"status = '{IN_DOUBT}'", "updated_at"),
 )
 
 webhook_deliveries = Table(

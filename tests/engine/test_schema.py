@@ -101,7 +101,8 @@ def test_migrate_applies_what_is_pending_once(db_url):
     engine = make_engine(db_url)
     with engine.connect() as conn:
         assert applied_versions(conn) == set()
-    assert [m.name for m in migrate(engine)] == ["initial", "mtn_flow", "coordination", "input_checks", "operator_actions"]
+    assert [m.name for m in migrate(engine)] == ["initial", "mtn_flow", "coordination", "input_checks", "operator_actions",
+                                                 "zoho_flow"]
     assert migrate(engine) == []
     with engine.connect() as conn:
         assert conn.execute(select(schema_migrations.c.version, schema_migrations.c.name)
