@@ -107,7 +107,8 @@ def test_migrate_applies_what_is_pending_once(db_url):
     with engine.connect() as conn:
         assert conn.execute(select(schema_migrations.c.version, schema_migrations.c.name)
                             .order_by(schema_migrations.c.version)).all() == [
-            (1, "initial"), (2, "mtn_flow"), (3, "coordination"), (4, "input_checks"), (5, "operator_actions")]
+            (1, "initial"), (2, "mtn_flow"), (3, "coordination"), (4, "input_checks"), (5, "operator_actions"),
+            (6, "zoho_flow")]
 
 
 def test_a_schema_applied_by_hand_from_the_sql_file_is_recognised_and_upgraded(db_url):
