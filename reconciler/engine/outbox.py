@@ -97,6 +97,7 @@ class OutboxPolicy:
 class FinaliseResult:
     finalised: list[int]
     lost: list[int]  # this worker's lease had been rescued: the outcome was not written
+    written: Mapping[int, Outcome] = field(default_factory=dict)  # as written, with what finish steps added
 
 
 class Outbox:
@@ -165,7 +166,7 @@ class Outbox:
         lost = sorted(set(by_id) - owned)
         if lost:
             metrics.OUTBOX_FENCED.labels(self.name).inc(len(lost))
-        return FinaliseResult(sorted(owned), lost)
+        return FinaliseResult(sorted(owned), lost, {row_id: by_id[row_id] for row_id in owned})
 
     def _finish(self, conn: Connection, finishing: Sequence[Outcome], now: datetime) -> dict[int, Outcome]:
         """Run the finish steps of the rows this worker still holds (locked until commit, so the rescuer
@@ -348,9 +349,9 @@ class Batch:
         self.outbox.release(self.unstarted())
 
     def written(self) -> list[Outcome]:
-        """After close: the outcomes that were written (the last one recorded per row; none lost to the fence)."""
-        last = {outcome.row_id: outcome for outcome in self._outcomes}
-        return [last[row_id] for row_id in self.result.finalised]
+        """After close: the outcomes that were written (the last one recorded per row, with what its finish step
+        added; none lost to the fence)."""
+        return [self.result.written[row_id] for row_id in self.result.finalised]
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()

@@ -165,6 +165,8 @@ def test_a_finish_step_writes_with_its_outcome_in_the_same_transaction(engine, c
     assert (after["status"], after["provider_order_id"], after["provider_status"]) == ("completed", "7", "provisioned")
     assert provisioned(engine) == 1
     assert table_stats(engine, webhook_deliveries, clock.now).counts == {"queued": 1}
+    written = result.written[order]  # what a job logs as the order's step: with what the step added
+    assert (written.fields["provider_status"], len(written.events), written.finish) == ("provisioned", 1, None)
 
 
 def test_a_finish_step_never_runs_for_a_row_whose_lease_was_lost(engine, clock):
