@@ -98,6 +98,12 @@ class TokenSlot:
                                        f"{row.refresh_by} holds the refresh until {row.refresh_until}")
             stored.wait(min(POLL_SECONDS, remaining))
 
+    def expires_at(self) -> datetime | None:
+        """When the stored token expires (None: no token stored); the token itself is not read."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(provider_state.c.token_expires_at)
+                                .where(provider_state.c.provider == self.key)).scalar()
+
     def invalidate(self, token: str) -> None:
         """The provider refused `token`: forget it, but only if it is still the stored one, so many replicas
         reporting one dead token cause one refresh and a late report never throws away a newer token."""

@@ -312,6 +312,14 @@ rate_limits = Table(
     Column("updated_at", UTCDateTime, nullable=False, server_default=NOW),
 )
 
+quotas = Table(
+    "quotas", metadata,
+    Column("key", Text, primary_key=True),
+    Column("day", Text, nullable=False, server_default=text("''")),
+    Column("used", Integer, nullable=False, server_default=text("0")),
+    Column("updated_at", UTCDateTime, nullable=False, server_default=NOW),
+)
+
 schedule_runs = Table(
     "schedule_runs", metadata,
     Column("job", Text, primary_key=True),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import threading
 from collections import deque
 from dataclasses import dataclass, field, fields
@@ -134,7 +135,7 @@ class FakeZoho:
         self._listener: HttpListener | None = None
         self._tokens: deque[tuple[str, datetime]] = deque(maxlen=VALID_TOKENS)
         self._token_requests: list[datetime] = []
-        self._token_serial = 0
+        self._issued: list[str] = []
         self._admitted: deque[datetime] = deque()   # API calls let through, still inside the rate window
         self._arrivals: list[datetime] = []         # every API call, as it arrived
         self._day: str | None = None
@@ -225,6 +226,12 @@ class FakeZoho:
     def contacts(self) -> list[dict[str, Any]]:
         with self._lock:
             return [dict(contact) for contact in self._contacts.values()]
+
+    @property
+    def issued_tokens(self) -> list[str]:
+        """Every access token issued, oldest first."""
+        with self._lock:
+            return list(self._issued)
 
     @property
     def token_requests(self) -> int:
@@ -330,8 +337,8 @@ class FakeZoho:
                 return _Answer(200, {"error": "invalid_client"})
             if faults.refresh_refusal == "invalid_code" or params.get("refresh_token") != self.refresh_token:
                 return _Answer(200, {"error": "invalid_code"})
-            self._token_serial += 1
-            token = f"1000.fake{self._token_serial:06d}.{id(self):x}"
+            token = f"1000.{secrets.token_hex(16)}.{secrets.token_hex(16)}"
+            self._issued.append(token)
             self._tokens.append((token, now + timedelta(seconds=faults.token_expires_in)))
             return _Answer(200, {"access_token": token, "scope": "ZohoBooks.fullaccess.all",
                                  "api_domain": "https://www.zohoapis.com", "token_type": "Bearer",
@@ -416,6 +423,9 @@ class FakeZoho:
         document = _json(request.body)
         if not isinstance(document, dict) or not str(document.get("contact_name") or "").strip():
             return _Answer(400, {"code": 4, "message": "Invalid value passed for contact_name"})
+        if any(c["contact_name"] == document["contact_name"] for c in self._contacts.values()):
+            return _Answer(400, {"code": 3062, "message": "The customer name already exists. Please specify a "
+                                                          "different name."})
         persons = [p for p in document.get("contact_persons") or [] if isinstance(p, dict)]
         primary = next((p for p in persons if p.get("is_primary_contact")), persons[0] if persons else {})
         contact_id = self._next_id()

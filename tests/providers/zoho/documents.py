@@ -2,7 +2,8 @@
 Zoho: every request it receives and every answer it sends, with openapi-core.
 
 The documents describe success answers only; an error answer (4xx/5xx) is held to Zoho's error envelope
-(`{"code": <non-zero int>, "message": <text>}`) instead. The accounts server's token endpoint and
+(`{"code": <non-zero int>, "message": <text>}`) instead. The accounts server's token endpoint (its
+parameters in the query string, as Zoho's examples send them, or in a form body, as OAuth 2.0 does) and
 GET /organizations/{id} are in none of the three documents: their shape is checked here by hand.
 """
 from __future__ import annotations
@@ -12,6 +13,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import yaml
 from openapi_core import OpenAPI
@@ -120,7 +122,9 @@ class ZohoInspector:
 
     def _request_problem(self, request: ZohoRequest) -> str | None:
         if request.path == TOKEN_PATH:
-            missing = TOKEN_PARAMETERS - {key for key, _ in request.query}
+            form = parse_qsl(request.body.decode()) if request.content_type == "application/x-www-form-urlencoded" \
+                else []
+            missing = TOKEN_PARAMETERS - {key for key, _ in (*request.query, *form)}
             return f"token request without {', '.join(sorted(missing))}" if missing else None
         api = self.documents.api_for(request.path)
         if api is None:
