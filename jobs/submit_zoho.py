@@ -31,11 +31,11 @@ from reconciler.providers.zoho.client import (
 )
 from reconciler.providers.zoho.fulfilment import DRAFT, VOID, fulfilment, order_failed
 from reconciler.providers.zoho.lifecycle import log_step
+from reconciler.providers.zoho.oauth import PAUSE_KEY
 from reconciler.providers.zoho.store import mark_requested, queue_in_doubt_again
 
 log = logging.getLogger(__name__)
-PAUSE_KEY = "zoho"
-PROVIDER_PAUSED, LEASE_TOO_SHORT = "provider_paused", "lease_too_short"
+PROVIDER_PAUSED, LEASE_TOO_SHORT, RATE_LIMITED = "provider_paused", "lease_too_short", "rate_limited"
 AUDIT_DELAY_SECONDS = 0.05  # calls are recorded together; a crash loses at most this much of the audit
 
 
@@ -47,8 +47,11 @@ class SubmitZoho:
         settings = config.zoho
         self.batch_size = config.daemon.batch_size
         self.call_seconds = settings.connect_timeout_seconds + settings.request_timeout_seconds
-        # an order in doubt waits its grace, and at least until a create sent just before the doubt has timed out
-        self.grace = timedelta(seconds=max(settings.in_doubt_grace_seconds, self.call_seconds))
+        # An order in doubt waits its grace, and at least until a create that its worker may still have sent has
+        # timed out: the lease had one call's time left when the create was marked, which may then have waited
+        # up to a rate window for room before it went out.
+        self.grace = timedelta(seconds=max(settings.in_doubt_grace_seconds,
+                                           self.call_seconds + settings.rate_window_seconds))
         self.client: ZohoClient | None = None
         self.audit: AuditLog | None = None
 
@@ -57,7 +60,8 @@ class SubmitZoho:
         holds the flow back (a pause: rate limit, daily cap, refused credentials)."""
         if self.client is None:
             self.audit = AuditLog(ctx.engine, ctx.clock, max_delay_seconds=AUDIT_DELAY_SECONDS)
-            self.client = ZohoClient(ctx.config.zoho, ctx.engine, ctx.worker_id, clock=ctx.clock, audit=self.audit)
+            self.client = ZohoClient(ctx.config.zoho, ctx.engine, ctx.worker_id, clock=ctx.clock, audit=self.audit,
+                                     stop=ctx.stop)
         for order, outcome in queue_in_doubt_again(ctx.engine, ctx.clock() - self.grace, ctx.worker_id,
                                                    ctx.clock()):
             log_step(order, outcome)
@@ -131,7 +135,9 @@ class SubmitZoho:
                 self.client.mark_open(salesorder.salesorder_id, order=_ref(row))
         except (ZohoRateLimited, ZohoDailyCapReached, ZohoAuthFailed) as exc:
             # the flow is held back for every order: this one keeps its place (and its attempt) in the queue
-            return outbox.defer(row, _until(exc, row), PROVIDER_PAUSED, exc.message)
+            if isinstance(exc, ZohoRateLimited):  # the others pause themselves in the client
+                Pauses(ctx.engine).pause(PAUSE_KEY, RATE_LIMITED, exc.retry_at, ctx.clock(), exc.message)
+            return outbox.defer(row, row["next_attempt_at"], PROVIDER_PAUSED, exc.message)
         except ZohoRejected as exc:
             return Outcome(row["id"], FAILED, "zoho_rejected", {"last_error": exc.message},
                            order_failed(self.config, row, exc.message, f"zoho_{exc.code}"))
@@ -166,14 +172,6 @@ class SubmitZoho:
         if outcome.status == DEAD:
             return replace(outcome, events=order_failed(self.config, row, f"Zoho unavailable: {error}", "dead"))
         return outcome
-
-
-def _until(exc: ZohoRateLimited | ZohoDailyCapReached | ZohoAuthFailed, row: Mapping):
-    if isinstance(exc, ZohoRateLimited):
-        return exc.retry_at
-    if isinstance(exc, ZohoDailyCapReached):
-        return exc.until
-    return row["next_attempt_at"]  # the pause holds it back; `reconciler resume zoho` may end that early
 
 
 def _held_back(batch: Batch) -> bool:

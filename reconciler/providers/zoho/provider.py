@@ -9,7 +9,7 @@ import click
 from prometheus_client.metrics import MetricWrapperBase
 from sqlalchemy import Engine
 
-from jobs.submit_zoho import PAUSE_KEY, SubmitZoho
+from jobs.submit_zoho import SubmitZoho
 from reconciler.config import Config
 from reconciler.coordination.pauses import Pause, Pauses
 from reconciler.engine.clock import Clock
@@ -21,6 +21,7 @@ from reconciler.providers.base import RouteKey
 from reconciler.providers.zoho import metrics
 from reconciler.providers.zoho.cli import enqueue_zoho_order, fake_zoho
 from reconciler.providers.zoho.client import ZohoClient, ZohoError
+from reconciler.providers.zoho.oauth import PAUSE_KEY
 from reconciler.providers.zoho.orders import zoho_order_record
 from reconciler.providers.zoho.outbox import outbox_policy
 
@@ -64,7 +65,7 @@ class ZohoProvider:
         return zoho_order_record(engine, ref)
 
     def metrics(self) -> Sequence[MetricWrapperBase]:
-        return [m for m in vars(metrics).values() if isinstance(m, MetricWrapperBase)]
+        return list(metrics.METRICS)
 
     def status(self, config: Config, engine: Engine, now: datetime) -> Mapping[str, Any]:
         usage = ZohoClient(config.zoho, engine, CHECK_WORKER).usage(now)

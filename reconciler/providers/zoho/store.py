@@ -3,6 +3,7 @@ for it, and in-doubt orders queued again when their grace is over."""
 from __future__ import annotations
 
 from datetime import datetime
+
 from sqlalchemy import Engine, RowMapping, func, select, update
 
 from reconciler.engine.drivers.common import IN_FLIGHT_SQL, record_history
