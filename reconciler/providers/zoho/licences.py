@@ -199,7 +199,7 @@ def latest_order_ids() -> Select:
     """(subscription_id, zoho_order_id) of the latest order behind each licence: its newest extension's order,
     else the order that started it."""
     s, x = subscriptions, licence_extensions
-    newest = select(func.max(x.c.id)).where(x.c.subscription_id == s.c.id).scalar_subquery()
-    renewing = select(x.c.zoho_order_id).where(x.c.id == newest).scalar_subquery()
+    renewing = (select(x.c.zoho_order_id).where(x.c.subscription_id == s.c.id).order_by(x.c.id.desc()).limit(1)
+                .correlate(s).scalar_subquery())
     return select(s.c.id.label("subscription_id"), func.coalesce(renewing, s.c.zoho_order_id).label("zoho_order_id"))
 
