@@ -60,11 +60,15 @@ def provision(conn: Connection, order: Mapping[str, Any], months: int, now: date
     A licence past its expiry that the 03:00 check has not marked yet is expired here, not renewed."""
     if months <= 0:
         raise ValueError(f"order {order['id']}: a licence needs months > 0, got {months}")
+    if not order["customer_id"] or not order["product_id"]:
+        raise ValueError(f"order {order['id']}: a licence needs a customer_id and a product_id")
     done = _provisioned(conn, order["id"])
     if done is not None:
         return done
     for _ in range(2):  # the second pass: a racing order started the licence first, so this one renews it
         current = _active(conn, order["customer_id"], order["product_id"])
+        if current is not None and current["zoho_order_id"] == order["id"]:  # this order, racing itself
+            return _provisioned(conn, order["id"])
         if current is not None and current["expires_at"] > now:
             return _extend(conn, current, order["id"], months, BY_FULFILMENT, now)
         if current is not None:
