@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Mapping
 
-from sqlalchemy import Connection, Engine, RowMapping, Select, and_, exists, func, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, RowMapping, and_, exists, func, select, update
 
 from reconciler.config import TENURES
 from reconciler.engine.db import insert_ignoring_conflicts
@@ -179,12 +179,10 @@ def find_subscriptions(engine: Engine, *, status: str | None = None, expiring_be
     """Licences soonest expiring first, each with its customer's email and the latest order that started or
     extended it (`order_id`, `tenure` of that order) and when the reminder for its current expiry was sent."""
     s, r = subscriptions, licence_reminders
-    latest = latest_order_ids().subquery()
     o = zoho_orders
     query = (select(s.c.id, s.c.activation_reference, s.c.customer_id, s.c.product_id, s.c.status, s.c.starts_at,
                     s.c.expires_at, o.c.order_id, o.c.tenure, o.c.customer_email, r.c.sent_at.label("reminded_at"))
-             .join(latest, latest.c.subscription_id == s.c.id)
-             .join(o, o.c.id == latest.c.zoho_order_id)
+             .select_from(s).join(o, o.c.id == latest_order_id())
              .outerjoin(r, and_(r.c.subscription_id == s.c.id, r.c.expires_at == s.c.expires_at))
              .order_by(s.c.expires_at, s.c.id))
     if status is not None:
@@ -199,11 +197,10 @@ def find_subscriptions(engine: Engine, *, status: str | None = None, expiring_be
         return list(conn.execute(query).mappings())
 
 
-def latest_order_ids() -> Select:
-    """(subscription_id, zoho_order_id) of the latest order behind each licence: its newest extension's order,
-    else the order that started it."""
-    s, x = subscriptions, licence_extensions
-    renewing = (select(x.c.zoho_order_id).where(x.c.subscription_id == s.c.id).order_by(x.c.id.desc()).limit(1)
-                .correlate(s).scalar_subquery())
-    return select(s.c.id.label("subscription_id"), func.coalesce(renewing, s.c.zoho_order_id).label("zoho_order_id"))
-
+def latest_order_id() -> ColumnElement[int]:
+    """For a subscriptions row: the id of the latest order behind it, its newest extension's order, else the
+    order that started it."""
+    x = licence_extensions
+    renewing = (select(x.c.zoho_order_id).where(x.c.subscription_id == subscriptions.c.id).order_by(x.c.id.desc())
+                .limit(1).correlate(subscriptions).scalar_subquery())
+    return func.coalesce(renewing, subscriptions.c.zoho_order_id)

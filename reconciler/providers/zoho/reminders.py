@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, Select, and_, exists, func, select, update
+from sqlalchemy import ColumnElement, Engine, exists, func, select, update
 
 from reconciler.engine.db import insert_ignoring_conflicts
 from reconciler.engine.events import Event, emit_events
 from reconciler.engine.schema import licence_reminders, subscriptions, zoho_orders
-from reconciler.providers.zoho.licences import ACTIVE, latest_order_ids
+from reconciler.providers.zoho.licences import ACTIVE, latest_order_id
 
 
 @dataclass(frozen=True)
@@ -40,25 +40,21 @@ def window_end(on: datetime, zone: ZoneInfo, days: int) -> datetime:
     return datetime(last.year, last.month, last.day, tzinfo=zone)
 
 
-def _unreminded(on: datetime, zone: ZoneInfo, days: int, now: datetime) -> Select:
+def _unreminded(on: datetime, zone: ZoneInfo, days: int, now: datetime) -> tuple[ColumnElement[bool], ...]:
     """Active licences still running at `now`, expiring by the end of the window of `on`, with no reminder for
     their current expiry."""
     s, r = subscriptions, licence_reminders
-    return select(s.c.id).where(
-        s.c.status == ACTIVE, s.c.expires_at > now, s.c.expires_at < window_end(on, zone, days),
-        ~exists().where(and_(r.c.subscription_id == s.c.id, r.c.expires_at == s.c.expires_at)))
+    return (s.c.status == ACTIVE, s.c.expires_at > now, s.c.expires_at < window_end(on, zone, days),
+            ~exists().where(r.c.subscription_id == s.c.id, r.c.expires_at == s.c.expires_at))
 
 
 def due_reminders(engine: Engine, on: datetime, zone: ZoneInfo, days: int, now: datetime) -> list[DueReminder]:
     """The reminders a run for the day of `on` still has to send, soonest expiry first."""
     s, o = subscriptions, zoho_orders
-    latest = latest_order_ids().subquery()
-    pending = _unreminded(on, zone, days, now).subquery()
     query = (select(s.c.id, s.c.activation_reference, s.c.expires_at, o.c.id, o.c.order_id, o.c.customer_email,
                     s.c.product_id, o.c.tenure)
-             .join(pending, pending.c.id == s.c.id)
-             .join(latest, latest.c.subscription_id == s.c.id)
-             .join(o, o.c.id == latest.c.zoho_order_id)
+             .select_from(s).join(o, o.c.id == latest_order_id())
+             .where(*_unreminded(on, zone, days, now))
              .order_by(s.c.expires_at, s.c.id))
     with engine.connect() as conn:
         return [DueReminder(*row) for row in conn.execute(query)]
@@ -67,7 +63,7 @@ def due_reminders(engine: Engine, on: datetime, zone: ZoneInfo, days: int, now: 
 def count_unreminded(engine: Engine, zone: ZoneInfo, days: int, now: datetime) -> int:
     """Active licences expiring within `days` of `now` with no reminder for their current expiry yet."""
     with engine.connect() as conn:
-        return conn.scalar(select(func.count()).select_from(_unreminded(now, zone, days, now).subquery()))
+        return conn.scalar(select(func.count()).select_from(subscriptions).where(*_unreminded(now, zone, days, now)))
 
 
 def record_reminder(engine: Engine, reminder: DueReminder, event: Event, slot_at: datetime,
