@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 import jobs.expiry_reminders as expiry_reminders
+from jobs import licence_metrics as licence_metrics_job
 from jobs import renewal_check
 from jobs.expiry_reminders import RemindersFailed, send_reminders
 from reconciler.engine.daemon import JobRunner
@@ -17,7 +18,7 @@ from reconciler.engine.job import JobContext
 from reconciler.engine.schedule_slots import claim_slot, load_slot
 from reconciler.engine.schema import licence_reminders, schedule_runs, subscriptions
 from reconciler.providers.zoho import licence_metrics
-from reconciler.providers.zoho.licences import EXPIRED, add_months
+from reconciler.providers.zoho.licences import EXPIRED, add_months, expire_past
 
 from tests.conftest import FakeClock
 from tests.providers.zoho.licensing import add_order, fulfil, partner_config, partner_events
@@ -130,6 +131,24 @@ def test_the_unreminded_gauge_counts_what_the_next_run_owes(engine):
     send_reminders(engine, config, LAGOS_SLOT, FakeClock(LAGOS_SLOT))
     assert licence_metrics.LICENCES_EXPIRING_UNREMINDED._value.get() == 0
     assert licence_metrics.EXPIRY_REMINDERS._value.get() == before + 3
+
+
+def test_the_licence_metrics_job_refreshes_the_gauges_on_its_interval(engine):
+    config = partner_config()
+    licence_expiring(engine, datetime(2026, 5, 11, 9, tzinfo=UTC), "A")
+    licence_expiring(engine, datetime(2026, 4, 11, 9, tzinfo=UTC), "B")
+    expire_past(engine, LAGOS_SLOT)
+    job = licence_metrics_job.job(config)
+    assert job.interval_seconds == config.daemon.metrics_interval_seconds
+    ctx = JobContext(config=config, engine=engine, worker_id="w", outboxes={}, stop=threading.Event(),
+                     clock=FakeClock(LAGOS_SLOT))
+    runner = JobRunner(job, ctx)
+    runner.trigger()
+    runner.join(30)
+    assert licence_metrics.SUBSCRIPTIONS.labels("expired")._value.get() == 1
+    assert licence_metrics.SUBSCRIPTIONS.labels("active")._value.get() == 1
+    assert licence_metrics.SUBSCRIPTIONS.labels("revoked")._value.get() == 0
+    assert licence_metrics.LICENCES_EXPIRING_UNREMINDED._value.get() == 1
 
 
 class Worker:
