@@ -22,6 +22,7 @@ from reconciler.providers.zoho.licences import EXPIRED, add_months, expire_past
 
 from tests.conftest import FakeClock
 from tests.providers.zoho.licensing import add_order, fulfil, partner_config, partner_events
+from tests.racing import together
 
 LAGOS_SLOT = datetime(2026, 5, 10, 1, 0, tzinfo=UTC)  # 02:00 in Lagos (UTC+1 all year)
 
@@ -131,6 +132,16 @@ def test_the_unreminded_gauge_counts_what_the_next_run_owes(engine):
     send_reminders(engine, config, LAGOS_SLOT, FakeClock(LAGOS_SLOT))
     assert licence_metrics.LICENCES_EXPIRING_UNREMINDED._value.get() == 0
     assert licence_metrics.EXPIRY_REMINDERS._value.get() == before + 3
+
+
+def test_runs_of_one_day_at_the_same_moment_send_each_reminder_once(engine, replicas):
+    """A run past its lease while the replica that took the slot over runs too, or a person catching up meanwhile."""
+    config, clock = partner_config(), FakeClock(LAGOS_SLOT)
+    refs = {licence_expiring(engine, LAGOS_SLOT + timedelta(days=1, hours=i), f"C{i}").activation_reference
+            for i in range(20)}
+    runs = together(*(lambda e=e: send_reminders(e, config, LAGOS_SLOT, clock) for e, _ in replicas))
+    assert sum(run.sent for run in runs) == 20
+    assert Counter(ref for ref, _ in sent(engine)) == Counter({ref: 1 for ref in refs})
 
 
 def test_the_licence_metrics_job_refreshes_the_gauges_on_its_interval(engine):
