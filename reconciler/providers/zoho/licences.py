@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Mapping
 
-from sqlalchemy import Connection, Engine, RowMapping, Select, and_, exists, func, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, RowMapping, and_, exists, func, select, update
 
 from reconciler.config import TENURES
 from reconciler.engine.db import insert_ignoring_conflicts
@@ -60,11 +60,15 @@ def provision(conn: Connection, order: Mapping[str, Any], months: int, now: date
     A licence past its expiry that the 03:00 check has not marked yet is expired here, not renewed."""
     if months <= 0:
         raise ValueError(f"order {order['id']}: a licence needs months > 0, got {months}")
+    if not order["customer_id"] or not order["product_id"]:
+        raise ValueError(f"order {order['id']}: a licence needs a customer_id and a product_id")
     done = _provisioned(conn, order["id"])
     if done is not None:
         return done
     for _ in range(2):  # the second pass: a racing order started the licence first, so this one renews it
         current = _active(conn, order["customer_id"], order["product_id"])
+        if current is not None and current["zoho_order_id"] == order["id"]:  # this order, racing itself
+            return _provisioned(conn, order["id"])
         if current is not None and current["expires_at"] > now:
             return _extend(conn, current, order["id"], months, BY_FULFILMENT, now)
         if current is not None:
@@ -175,12 +179,10 @@ def find_subscriptions(engine: Engine, *, status: str | None = None, expiring_be
     """Licences soonest expiring first, each with its customer's email and the latest order that started or
     extended it (`order_id`, `tenure` of that order) and when the reminder for its current expiry was sent."""
     s, r = subscriptions, licence_reminders
-    latest = latest_order_ids().subquery()
     o = zoho_orders
     query = (select(s.c.id, s.c.activation_reference, s.c.customer_id, s.c.product_id, s.c.status, s.c.starts_at,
                     s.c.expires_at, o.c.order_id, o.c.tenure, o.c.customer_email, r.c.sent_at.label("reminded_at"))
-             .join(latest, latest.c.subscription_id == s.c.id)
-             .join(o, o.c.id == latest.c.zoho_order_id)
+             .select_from(s).join(o, o.c.id == latest_order_id())
              .outerjoin(r, and_(r.c.subscription_id == s.c.id, r.c.expires_at == s.c.expires_at))
              .order_by(s.c.expires_at, s.c.id))
     if status is not None:
@@ -195,11 +197,10 @@ def find_subscriptions(engine: Engine, *, status: str | None = None, expiring_be
         return list(conn.execute(query).mappings())
 
 
-def latest_order_ids() -> Select:
-    """(subscription_id, zoho_order_id) of the latest order behind each licence: its newest extension's order,
-    else the order that started it."""
-    s, x = subscriptions, licence_extensions
-    newest = select(func.max(x.c.id)).where(x.c.subscription_id == s.c.id).scalar_subquery()
-    renewing = select(x.c.zoho_order_id).where(x.c.id == newest).scalar_subquery()
-    return select(s.c.id.label("subscription_id"), func.coalesce(renewing, s.c.zoho_order_id).label("zoho_order_id"))
-
+def latest_order_id() -> ColumnElement[int]:
+    """For a subscriptions row: the id of the latest order behind it, its newest extension's order, else the
+    order that started it."""
+    x = licence_extensions
+    renewing = (select(x.c.zoho_order_id).where(x.c.subscription_id == subscriptions.c.id).order_by(x.c.id.desc())
+                .limit(1).correlate(subscriptions).scalar_subquery())
+    return func.coalesce(renewing, subscriptions.c.zoho_order_id)

@@ -2,14 +2,16 @@
 provision() inside the transaction that completes the order."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import json
 from datetime import datetime
 from typing import Mapping
 
 from sqlalchemy import Engine, insert, select, update
 
-from reconciler.config import TENURES
-from reconciler.engine.schema import COMPLETED, zoho_orders
+from reconciler.config import TENURES, Config
+from reconciler.engine.schema import COMPLETED, webhook_deliveries, zoho_orders
 from reconciler.providers.zoho.licences import Licence, provision
 
 _numbers = itertools.count(1)
@@ -22,7 +24,8 @@ def add_order(engine: Engine, customer: str = "CUST-1", product: str = "ZOHO_CRM
     with engine.begin() as conn:
         row_id = conn.scalar(insert(zoho_orders).values(
             order_id=order_id, customer_id=customer, customer_name="Ada Obi",
-            customer_email=f"{customer.lower()}@example.ng", product_id=product, tenure=tenure).returning(zoho_orders.c.id))
+            customer_email=f"{customer.lower()}@example.ng", product_id=product, tenure=tenure
+        ).returning(zoho_orders.c.id))
     return order_row(engine, row_id)
 
 
@@ -39,3 +42,21 @@ def fulfil(engine: Engine, order: Mapping, now: datetime) -> Licence:
             status=COMPLETED, activation_reference=licence.activation_reference, expiry_date=licence.expiry_date,
             updated_at=now))
     return licence
+
+
+PARTNER_URL = "http://127.0.0.1:9/t2mobile/events"
+
+
+def partner_config(timezone: str = "Africa/Lagos", reminder_days: int = 7) -> Config:
+    partner = dataclasses.replace(Config().partner, webhook_url=PARTNER_URL, timezone=timezone,
+                                  reminder_days=reminder_days)
+    return dataclasses.replace(Config(), partner=partner)
+
+
+def partner_events(engine: Engine, event_type: str) -> list[dict]:
+    """The events of this type queued for the partner, oldest first: their data, with the order they name."""
+    d = webhook_deliveries
+    with engine.connect() as conn:
+        rows = conn.execute(select(d.c.payload).where(d.c.event_type == event_type, d.c.endpoint_url == PARTNER_URL)
+                            .order_by(d.c.id)).scalars().all()
+    return [json.loads(payload)["data"] for payload in rows]

@@ -141,6 +141,15 @@ def test_racing_first_orders_start_one_licence_and_renew_it(engine, replicas):
     assert row["expires_at"] == add_months(NOW, len(replicas))
 
 
+def test_a_first_order_racing_itself_starts_one_licence_and_does_not_renew_it(engine, replicas):
+    order = add_order(engine, tenure="3_MONTHS")
+    results = together(*(lambda e=e: fulfil(e, order, NOW) for e, _ in replicas))
+    assert len(set(results)) == 1 and not results[0].renewed
+    [row] = licences(engine)
+    assert row["expires_at"] == add_months(NOW, 3)
+    assert extensions(engine) == []
+
+
 def test_the_same_order_racing_itself_is_extended_once(engine, replicas):
     fulfil(engine, add_order(engine), NOW)
     renewal = add_order(engine, tenure="3_MONTHS")
@@ -149,10 +158,13 @@ def test_the_same_order_racing_itself_is_extended_once(engine, replicas):
     assert len(extensions(engine)) == 1
 
 
-def test_a_tenure_of_no_months_is_refused(engine):
+def test_a_tenure_of_no_months_or_an_order_without_customer_or_product_is_refused(engine):
     order = add_order(engine)
     with pytest.raises(ValueError, match="months > 0"), engine.begin() as conn:
         provision(conn, order, 0, NOW)
+    for missing in ("customer_id", "product_id"):
+        with pytest.raises(ValueError, match="needs a customer_id and a product_id"), engine.begin() as conn:
+            provision(conn, {**order, missing: None}, 1, NOW)
     assert licences(engine) == []
 
 
