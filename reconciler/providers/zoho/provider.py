@@ -9,6 +9,7 @@ import click
 from prometheus_client.metrics import MetricWrapperBase
 from sqlalchemy import Engine
 
+from jobs import expiry_reminders, licence_metrics, renewal_check
 from jobs.submit_zoho import SubmitZoho
 from reconciler.config import Config
 from reconciler.coordination.pauses import Pause, Pauses
@@ -20,7 +21,9 @@ from reconciler.http.listener import Route
 from reconciler.providers.base import RouteKey
 from reconciler.providers.zoho import metrics
 from reconciler.providers.zoho.cli import enqueue_zoho_order, fake_zoho
+from reconciler.providers.zoho.cli_licences import reminders, subscriptions
 from reconciler.providers.zoho.client import ZohoClient, ZohoError
+from reconciler.providers.zoho.licence_metrics import LICENCE_METRICS
 from reconciler.providers.zoho.oauth import PAUSE_KEY
 from reconciler.providers.zoho.orders import zoho_order_record
 from reconciler.providers.zoho.outbox import outbox_policy
@@ -38,13 +41,14 @@ class ZohoProvider:
         return [outbox_policy(config)]
 
     def jobs(self, config: Config) -> Sequence[Job]:
-        return [Job("submit_zoho", config.zoho.poll_interval_seconds, SubmitZoho(config).run)]
+        return [Job("submit_zoho", config.zoho.poll_interval_seconds, SubmitZoho(config).run),
+                expiry_reminders.job(config), renewal_check.job(config), licence_metrics.job(config)]
 
     def routes(self, config: Config, engine: Engine, clock: Clock) -> dict[RouteKey, Route]:
         return {}
 
     def commands(self) -> Sequence[click.Command]:
-        return []
+        return [subscriptions, reminders]
 
     def enqueue_command(self) -> click.Command:
         return enqueue_zoho_order
@@ -65,7 +69,7 @@ class ZohoProvider:
         return zoho_order_record(engine, ref)
 
     def metrics(self) -> Sequence[MetricWrapperBase]:
-        return list(metrics.METRICS)
+        return [*metrics.METRICS, *LICENCE_METRICS]
 
     def status(self, config: Config, engine: Engine, now: datetime) -> Mapping[str, Any]:
         usage = ZohoClient(config.zoho, engine, CHECK_WORKER).usage(now)
