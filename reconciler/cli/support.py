@@ -101,19 +101,55 @@ def actor() -> str:
         return "cli"
 
 
+_DURATION = re.compile(r"^(\d+)([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(text: str) -> timedelta | None:
+    """90m, 2h, 3d, 1w (s, m, h, d, w); None when `text` is not one."""
+    match = _DURATION.match(text.strip())
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))}) if match else None
+
+
+class UsageProblem(click.ClickException):
+    """A value the person must correct: exit 2, one line naming the option."""
+
+    exit_code = 2
+
+
+class OneLineErrors:
+    """For a click.ParamType: a bad value is one line naming the option and exit 2, without the usage text."""
+
+    def fail(self, message: str, param: click.Parameter | None = None, ctx: click.Context | None = None):
+        name = param.opts[0] if param is not None and param.opts else "value"
+        raise UsageProblem(f"{name}: {message}")
+
+
+class Duration(OneLineErrors, click.ParamType):
+    """A length of time such as 90m, 12h, 7d, 2w."""
+
+    name = "DURATION"
+
+    def convert(self, value, param, ctx) -> timedelta:
+        if isinstance(value, timedelta):
+            return value
+        duration = parse_duration(value)
+        if duration is None:
+            self.fail(f"{value!r} is not a duration like 12h, 7d or 2w", param, ctx)
+        return duration
+
+
 class When(click.ParamType):
     """A moment: ISO 8601 (UTC unless it says otherwise) or an age such as 90m, 2h, 3d, 1w."""
 
     name = "WHEN"
-    _AGE = re.compile(r"^(\d+)([smhdw])$")
-    _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
     def convert(self, value, param, ctx) -> datetime:
         if isinstance(value, datetime):
             return value
-        age = self._AGE.match(value.strip())
-        if age:
-            return utcnow() - timedelta(**{self._UNITS[age.group(2)]: int(age.group(1))})
+        age = parse_duration(value)
+        if age is not None:
+            return utcnow() - age
         try:
             moment = datetime.fromisoformat(value.strip())
         except ValueError:

@@ -46,9 +46,11 @@ def database_error_cause(exc: BaseException) -> str:
     return mask_passwords(words)[:MAX_CAUSE_CHARS]
 
 
-def insert_ignoring_conflicts(dialect_name: str, table: Table, conflict_columns: Sequence[str]) -> Insert:
-    """INSERT … ON CONFLICT (columns) DO NOTHING, in the database's own spelling."""
-    return driver_for(dialect_name).insert_ignoring_conflicts(table, conflict_columns)
+def insert_ignoring_conflicts(dialect_name: str, table: Table, conflict_columns: Sequence[str],
+                              where: str | None = None) -> Insert:
+    """INSERT … ON CONFLICT (columns) [WHERE partial index predicate] DO NOTHING, in the database's own
+    spelling."""
+    return driver_for(dialect_name).insert_ignoring_conflicts(table, conflict_columns, where)
 
 
 def is_database_unavailable(exc: BaseException) -> bool:

@@ -63,7 +63,7 @@ class DailyAt:
     def latest_slot(self, now: datetime) -> datetime:
         """The last slot at or before `now` (aware), in UTC."""
         day = now.astimezone(ZoneInfo(self.timezone)).date()
-        while (slot := self._slot_on(day)) > now:  # today's is still ahead: yesterday's (once, bar odd DST rules)
+        while (slot := self.slot_on(day)) > now:  # today's is still ahead: yesterday's (once, bar odd DST rules)
             day -= timedelta(days=1)
         return slot
 
@@ -72,6 +72,7 @@ class DailyAt:
         slot = self.latest_slot(now)
         return slot if (now - slot).total_seconds() <= self.max_lateness_seconds else None
 
-    def _slot_on(self, day: date) -> datetime:
+    def slot_on(self, day: date) -> datetime:
+        """The slot of the calendar day `day` in the zone, in UTC (a catch-up run by hand names its day)."""
         wall = datetime.combine(day, time(self.hour, self.minute), tzinfo=ZoneInfo(self.timezone))
         return wall.astimezone(UTC)

@@ -130,8 +130,17 @@ zoho_orders = Table(
     Column("activation_reference", Text),
     Column("expiry_date", UTCDateTime),
     Column("reject_reason", Text),
+    # Set (fenced) right before a sales order is first requested: from then on, search before any create.
+    Column("submitted_at", UTCDateTime),
+    Column("completed_at", UTCDateTime),
+    Column("subscription_id", BigInteger().with_variant(Integer, "sqlite")),  # no FK: subscriptions refers here
+    Column("renewal", Boolean, nullable=False, server_default=text("false")),
     _status_check("zoho_orders", ORDER_STATUSES),
     *_lease_indexes("zoho_orders"),
+    _partial_index("zoho_orders_salesorder_idx", "zoho_salesorder_id IS NOT NULL", "zoho_salesorder_id",
+                   unique=True),
+    _partial_index("zoho_orders_in_doubt_idx", f"status = '{IN_DOUBT}'", "updated_at"),
+    _partial_index("zoho_orders_renewal_idx", "renewal", "id"),
 )
 
 webhook_deliveries = Table(
@@ -227,6 +236,36 @@ subscriptions = Table(
     Column("created_at", UTCDateTime, nullable=False, server_default=NOW),
     Column("updated_at", UTCDateTime, nullable=False, server_default=NOW),
     Index("subscriptions_expiry_idx", "expires_at"),
+    Index("subscriptions_order_idx", "zoho_order_id", unique=True),
+    _partial_index("subscriptions_active_idx", "status = 'active'", "customer_id", "product_id", unique=True),
+    Index("subscriptions_activation_reference_idx", "activation_reference", unique=True),
+)
+
+licence_extensions = Table(
+    "licence_extensions", metadata,
+    Column("id", ID, Identity(), primary_key=True),
+    Column("subscription_id", BigInteger().with_variant(Integer, "sqlite"), ForeignKey("subscriptions.id"),
+           nullable=False),
+    Column("zoho_order_id", BigInteger().with_variant(Integer, "sqlite"), ForeignKey("zoho_orders.id"),
+           nullable=False, unique=True),
+    Column("months", Integer, nullable=False),
+    Column("previous_expiry", UTCDateTime, nullable=False),
+    Column("new_expiry", UTCDateTime, nullable=False),
+    Column("cause", Text, nullable=False),
+    Column("extended_at", UTCDateTime, nullable=False),
+    Index("licence_extensions_subscription_idx", "subscription_id"),
+)
+
+licence_reminders = Table(
+    "licence_reminders", metadata,
+    Column("subscription_id", BigInteger().with_variant(Integer, "sqlite"), ForeignKey("subscriptions.id"),
+           primary_key=True, autoincrement=False),
+    Column("expires_at", UTCDateTime, primary_key=True),
+    Column("zoho_order_id", BigInteger().with_variant(Integer, "sqlite"), ForeignKey("zoho_orders.id"),
+           nullable=False),
+    Column("event_id", Text),
+    Column("slot_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime, nullable=False),
 )
 
 status_history = Table(

@@ -44,8 +44,10 @@ class Driver(Protocol):
 
     def outbox_queries(self, engine: Engine, table: Table) -> OutboxQueries: ...
 
-    def insert_ignoring_conflicts(self, table: Table, conflict_columns: Sequence[str]) -> Insert:
-        """INSERT … that does nothing when a row with the same `conflict_columns` exists."""
+    def insert_ignoring_conflicts(self, table: Table, conflict_columns: Sequence[str],
+                                  where: str | None = None) -> Insert:
+        """INSERT … that does nothing when a row with the same `conflict_columns` exists (among the rows
+        matching `where`: the predicate of a partial unique index, as SQL)."""
 
     def lock_for_migration(self, conn: Connection) -> None:
         """Make replicas migrating at once take turns, for the rest of this transaction."""

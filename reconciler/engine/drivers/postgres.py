@@ -36,8 +36,10 @@ class PostgresDriver:
     def outbox_queries(self, engine: Engine, table: Table) -> "PostgresQueries":
         return PostgresQueries(engine, table)
 
-    def insert_ignoring_conflicts(self, table: Table, conflict_columns: Sequence[str]) -> Insert:
-        return postgresql.insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns))
+    def insert_ignoring_conflicts(self, table: Table, conflict_columns: Sequence[str],
+                                  where: str | None = None) -> Insert:
+        return postgresql.insert(table).on_conflict_do_nothing(
+            index_elements=list(conflict_columns), index_where=text(where) if where is not None else None)
 
     def lock_for_migration(self, conn: Connection) -> None:
         """Replicas migrating at once take turns; the lock ends with the transaction."""

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, Mapping, Sequence
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Connection, Engine, RowMapping, Table, bindparam, create_engine, event, select, update
+from sqlalchemy import Connection, Engine, RowMapping, Table, bindparam, create_engine, event, select, text, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.sqlite import Insert
 from sqlalchemy.engine import URL
@@ -35,8 +35,10 @@ class SQLiteDriver:
     def outbox_queries(self, engine: Engine, table: Table) -> "SQLiteQueries":
         return SQLiteQueries(engine, table)
 
-    def insert_ignoring_conflicts(self, table: Table, conflict_columns: Sequence[str]) -> Insert:
-        return sqlite.insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns))
+    def insert_ignoring_conflicts(self, table: Table, conflict_columns: Sequence[str],
+                                  where: str | None = None) -> Insert:
+        return sqlite.insert(table).on_conflict_do_nothing(
+            index_elements=list(conflict_columns), index_where=text(where) if where is not None else None)
 
     def lock_for_migration(self, conn: Connection) -> None:
         """Nothing to do: BEGIN IMMEDIATE already holds the one write lock."""

@@ -19,4 +19,10 @@ DAILY_REQUESTS_LIMIT = Gauge(
 TOKEN_EXPIRY = Gauge(
     "reconciler_zoho_token_expiry_timestamp_seconds", "When the shared Zoho access token expires (Unix time)")
 
-METRICS = (ZOHO_CALLS, TOKEN_REFRESHES, RATE_LIMIT_WAITS, DAILY_REQUESTS_USED, DAILY_REQUESTS_LIMIT, TOKEN_EXPIRY)
+ZOHO_SUBMISSIONS = Counter(
+    "reconciler_zoho_submissions_total",
+    "T2Mobile orders handled by the Zoho submit job, by result (completed; adopted: completed with the sales "
+    "order an earlier attempt created; in_doubt, failed, rejected, retry, dead, deferred)", ["result"])
+
+METRICS = (ZOHO_CALLS, TOKEN_REFRESHES, RATE_LIMIT_WAITS, DAILY_REQUESTS_USED, DAILY_REQUESTS_LIMIT, TOKEN_EXPIRY,
+           ZOHO_SUBMISSIONS)
