@@ -258,6 +258,12 @@ class FakeZoho:
             return len(self._arrivals)
 
     @property
+    def arrivals(self) -> list[datetime]:
+        """When each API call arrived (on the fake's clock), the refused ones too, in arrival order."""
+        with self._lock:
+            return list(self._arrivals)
+
+    @property
     def answered_429(self) -> int:
         with self._lock:
             return self._answered_429
@@ -270,8 +276,7 @@ class FakeZoho:
     def busiest_window(self, window_seconds: float | None = None) -> int:
         """The most API calls that arrived within any `window_seconds` (default: the rate window)."""
         span = timedelta(seconds=window_seconds if window_seconds is not None else self.faults.rate_window_seconds)
-        with self._lock:
-            arrivals = sorted(self._arrivals)
+        arrivals = sorted(self.arrivals)
         most, start = 0, 0
         for end, moment in enumerate(arrivals):
             while moment - arrivals[start] >= span:
