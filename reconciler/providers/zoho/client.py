@@ -97,7 +97,7 @@ class ZohoClient:
         def record(call: ApiCall) -> None:
             recorder(without_secrets(call))
 
-        self.tokens = TokenSlot(engine, PAUSE_KEY, worker_id, ZohoOAuth(config, self.pauses, clock, record).refresh,
+        self.tokens = TokenSlot(engine, PROVIDER, worker_id, ZohoOAuth(config, self.pauses, clock, record).refresh,
                                 refresh_ahead_seconds=config.token_refresh_ahead_seconds,
                                 lease_seconds=config.connect_timeout_seconds + config.request_timeout_seconds + 5,
                                 clock=clock)
@@ -110,8 +110,8 @@ class ZohoClient:
 
     def find_contact_by_email(self, email: str, *, order: OrderRef | None = None) -> str | None:
         """The contact_id of the customer whose primary contact has this email (case ignored), or None."""
-        document = self._call("find_contact", "GET", "/contacts", {"email": email}, order=order)
         wanted = email.strip().lower()
+        document = self._call("find_contact", "GET", "/contacts", {"email": wanted}, order=order)
         return next((str(c["contact_id"]) for c in _list(document, "contacts")
                      if str(c.get("email") or "").strip().lower() == wanted and c.get("contact_id")), None)
 
