@@ -3,8 +3,8 @@ per day for the whole organisation ('zoho:<organization_id>').
 
 One row per key holds the day it counts and its uses; a use is one conditional UPDATE, so replicas never
 race and a new day starts the count again without a reset job. Days are UTC days: every replica agrees on
-them whatever its time zone, and a provider whose day ends elsewhere is caught by its own refusal (the caller
-pauses until the next day then).
+them whatever its time zone; a provider whose own day ends elsewhere says so when it refuses (the Zoho client
+then pauses until the provider's reset).
 """
 from __future__ import annotations
 
@@ -56,15 +56,6 @@ class DailyQuota:
             if used is not None:
                 return Use(True, used)
             return Use(False, conn.execute(select(q.c.used).where(q.c.key == self.key)).scalar_one())
-
-    def exhaust(self) -> None:
-        """The other side says today's uses are spent (another client of the same account used them): count
-        today as full, so no replica tries again before the next day."""
-        now = self.clock()
-        with self.engine.begin() as conn:
-            conn.execute(insert_ignoring_conflicts(conn.dialect.name, quotas, ["key"]).values(key=self.key, updated_at=now))
-            conn.execute(update(quotas).where(quotas.c.key == self.key)
-                         .values(day=day_of(now), used=self.limit, updated_at=now))
 
     def used(self, now: datetime) -> int:
         """Uses counted on the day of `now`."""

@@ -27,12 +27,6 @@ def test_a_day_in_another_zone_is_counted_as_its_utc_day(engine, clock) -> None:
     assert quota.used(lagos_evening) == 1 and next_day(lagos_evening) == datetime(2026, 12, 2, tzinfo=timezone.utc)
 
 
-def test_exhaust_spends_the_day_for_every_replica(engine, clock) -> None:
-    DailyQuota(engine, "zoho:1", 100, clock).exhaust()
-    assert DailyQuota(engine, "zoho:1", 100, clock).take() == Use(False, 100)
-    assert DailyQuota(engine, "zoho:2", 100, clock).take().taken
-
-
 def test_replicas_taking_at_once_never_pass_the_limit(replicas, clock) -> None:
     quotas = [DailyQuota(engine, "zoho:1", 7, clock) for engine, _ in replicas]
     taken = together(*(quota.take for quota in quotas for _ in range(2)))

@@ -224,7 +224,8 @@ class ZohoClient:
         use = self.daily.take()
         DAILY_REQUESTS_USED.set(use.used)
         if not use.taken:
-            raise self._daily_cap(f"zoho.requests_per_day ({self.config.requests_per_day}) used up")
+            raise self._daily_cap(f"zoho.requests_per_day ({self.config.requests_per_day}) used up",
+                                  next_day(self.clock()))
         if use.used == 1:  # the first call of a new day ends yesterday's pause
             self.pauses.resume(PAUSE_KEY, self.clock(), reason=DAILY_CAP)
         while (wait := self.rate_limit.try_acquire()) > 0:
@@ -238,8 +239,8 @@ class ZohoClient:
         message = one_line(document.get("message") or "", 300) if document is not None else ""
         if answer.status == 429 or code in RATE_LIMIT_CODES:
             if answer.headers.get("X-Rate-Limit-Remaining") == "0":
-                self.daily.exhaust()
-                raise self._daily_cap(f"Zoho says the day's API calls are used up ({message or 'HTTP 429'})")
+                raise self._daily_cap(f"Zoho says the day's API calls are used up ({message or 'HTTP 429'})",
+                                      _reset_at(answer, self.clock()))
             retry_at = self.clock() + timedelta(seconds=self.config.rate_window_seconds)
             raise ZohoRateLimited(f"Zoho rate limit: {message or 'HTTP 429'}", retry_at)
         if answer.status >= 500 or code == INTERNAL_ERROR:
@@ -256,13 +257,15 @@ class ZohoClient:
             raise ZohoRejected(message or f"Zoho code {code}", code)
         return document
 
-    def _daily_cap(self, why: str) -> ZohoDailyCapReached:
+    def _daily_cap(self, why: str, until: datetime) -> ZohoDailyCapReached:
+        """Pause the flow until `until`: the next UTC day by our own count (every replica agrees on it whatever
+        its time zone); when Zoho says its own count is used up, when Zoho says it resets (its day may end at
+        the organisation's midnight, not UTC's)."""
         now = self.clock()
-        until = next_day(now)
         pause = self.pauses.get(PAUSE_KEY)
         if not (pause.reason == DAILY_CAP and pause.paused_until == until):
             self.pauses.pause(PAUSE_KEY, DAILY_CAP, until, now, detail=why)
-            log.warning("zoho: %s; the Zoho flow is paused until %s (the next UTC day)", why, until.isoformat())
+            log.warning("zoho: %s; the Zoho flow is paused until %s", why, until.isoformat())
         return ZohoDailyCapReached(f"{why}; the Zoho flow is paused until {until.isoformat()}", until)
 
     def _unauthorised(self, answer: Answer, document: dict[str, Any] | None) -> ZohoAuthFailed:
@@ -283,6 +286,15 @@ def _document(answer: Answer) -> dict[str, Any] | None:
     except ValueError:
         return None
     return document if isinstance(document, dict) else None
+
+
+def _reset_at(answer: Answer, now: datetime) -> datetime:
+    """When Zoho's daily count starts again: X-Rate-Limit-Reset seconds from now, or else the next UTC day."""
+    try:
+        seconds = float(answer.headers.get("X-Rate-Limit-Reset", ""))
+    except ValueError:
+        seconds = 0.0
+    return now + timedelta(seconds=seconds) if 0 < seconds <= 86_400 else next_day(now)
 
 
 def _token_refused(answer: Answer, document: dict[str, Any] | None) -> bool:

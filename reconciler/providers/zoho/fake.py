@@ -5,7 +5,7 @@ the demo and the tests.
 It keeps Zoho's rules: an access token lives `token_expires_in` seconds and only the 10 newest stay valid; at
 most 10 token requests per 10 minutes, then `Access Denied`; `requests_per_minute` API calls per organisation
 in any `rate_window_seconds` (a sliding window, counted over the calls it let through) and `requests_per_day`
-per UTC day, each refused with HTTP 429 and no Retry-After; `X-Rate-Limit-Limit/-Remaining/-Reset` on every API
+per day of the organisation's time zone, each refused with HTTP 429 and no Retry-After; `X-Rate-Limit-Limit/-Remaining/-Reset` on every API
 answer describe the day's cap. Every fault of `ZohoFaults` can be set while it runs.
 
 An `inspector` (the tests pass one that holds each request and answer to Zoho's OpenAPI documents) sees every
@@ -59,7 +59,8 @@ class ZohoFaults:
     rate_limit_429: int = 0                   # the next N API calls get 429 (no Retry-After), under the limit too
     requests_per_minute: int = 100            # per organisation, in any rate_window_seconds
     rate_window_seconds: float = 60.0
-    requests_per_day: int = 1000              # per organisation per UTC day (the free plan's cap)
+    requests_per_day: int = 1000              # per organisation per day (the free plan's cap)
+    utc_offset_hours: float = 0.0             # the organisation's time zone: its day ends at its midnight
     error_5xx: int = 0                        # the next N API calls answer error_5xx_status, nothing done
     error_5xx_status: int = 500
     timeout_after_create: int = 0             # the next N sales orders are created, then not answered in time
@@ -391,7 +392,7 @@ class FakeZoho:
     def _take_call(self, now: datetime) -> dict[str, Any] | None:
         """Count a call against the day and the rate window, or the refusal (nothing counted)."""
         faults = self.faults
-        day = now.date().isoformat()
+        day = (now + timedelta(hours=faults.utc_offset_hours)).date().isoformat()
         if day != self._day:
             self._day, self._used_today = day, 0
         if self._used_today >= faults.requests_per_day:
@@ -407,7 +408,8 @@ class FakeZoho:
 
     def _limit_headers(self) -> list[tuple[str, str]]:
         now = self.clock()
-        tomorrow = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), now.tzinfo)
+        offset = timedelta(hours=self.faults.utc_offset_hours)
+        tomorrow = datetime.combine((now + offset).date() + timedelta(days=1), datetime.min.time(), now.tzinfo) - offset
         return [("X-Rate-Limit-Limit", str(self.faults.requests_per_day)),
                 ("X-Rate-Limit-Remaining", str(max(self.faults.requests_per_day - self._used_today, 0))),
                 ("X-Rate-Limit-Reset", str(int((tomorrow - now).total_seconds())))]

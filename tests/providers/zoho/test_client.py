@@ -183,17 +183,22 @@ def test_the_daily_cap_is_counted_by_all_replicas_and_pauses_until_the_next_utc_
     assert not Pauses(engine).get("zoho").paused and first.usage(clock()).calls_today == 1
 
 
-def test_zoho_saying_the_day_is_used_up_stops_every_replica_until_the_next_day(fake: FakeZoho, client: ZohoClient,
-                                                                                engine, clock) -> None:
-    fake.configure(requests_per_day=2)  # another integration of the organisation used the rest
+def test_zoho_saying_its_day_is_used_up_pauses_until_zoho_resets_it(fake: FakeZoho, client: ZohoClient, engine,
+                                                                   clock) -> None:
+    clock.now = datetime(2026, 11, 30, 20, 0, tzinfo=timezone.utc)
+    fake.configure(requests_per_day=2, utc_offset_hours=1)  # a Lagos organisation: its day ends at 23:00 UTC;
+    client.organisation()                                     # another integration used the rest of it
     client.organisation()
-    client.organisation()
-    with pytest.raises(ZohoDailyCapReached):
+    with pytest.raises(ZohoDailyCapReached) as raised:
         client.organisation()
-    other = ZohoClient(config_for(fake), engine, "worker-2", clock=clock)
-    with pytest.raises(ZohoDailyCapReached):
-        other.organisation()
-    assert fake.api_calls == 3 and Pauses(engine).get("zoho").reason == "daily_cap"
+    zoho_midnight = datetime(2026, 11, 30, 23, 0, tzinfo=timezone.utc)
+    assert raised.value.until == zoho_midnight
+    pause = Pauses(engine).get("zoho")
+    assert (pause.reason, pause.paused_until) == ("daily_cap", zoho_midnight)
+
+    clock.now = zoho_midnight  # Zoho counts a new day; ours (UTC) has room left: calls go on at once
+    assert client.organisation() == fake.organization_name
+    assert client.usage(clock()).calls_today == 4
 
 
 @pytest.mark.parametrize("status", [500, 503])
