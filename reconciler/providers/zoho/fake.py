@@ -307,20 +307,20 @@ class FakeZoho:
         return [data]
 
     def _serve(self, request: ZohoRequest) -> _Answer:
-        if request.path == TOKEN_PATH and request.method == "POST":
-            self._count(f"POST {TOKEN_PATH}")
-            return self._token(request)
+        token = request.path == TOKEN_PATH and request.method == "POST"
         route = next(((name, match) for method, pattern, name in _API_ROUTES
                       if method == request.method and (match := pattern.match(request.path))), None)
-        if route is None:
-            self._count(f"{request.method} {request.path}")
+        self._count(f"POST {TOKEN_PATH}" if token else f"{request.method} {route[0] if route else request.path}")
+        if not token and route is None:
             return _Answer(404, {"code": 5, "message": "Invalid URL Passed"})
-        name, match = route
-        self._count(f"{request.method} {name}")
         if self.inspector is not None:
             problem = self.inspector.check_request(request)
-            if problem is not None:
-                return _Answer(400, {"code": 4, "message": f"Invalid value passed: {problem}"})
+            if problem is not None:  # as the accounts server or the Books API would refuse it
+                return _Answer(400, {"error": "invalid_request", "error_description": problem} if token
+                               else {"code": 4, "message": f"Invalid value passed: {problem}"})
+        if token:
+            return self._token(request)
+        name, match = route
         with self._lock:
             answer = self._api(request, name, match.groupdict().get("id"))
             answer.headers += self._limit_headers()

@@ -232,3 +232,12 @@ def test_fake_zoho_command_runs_standalone_until_ctrl_c() -> None:
         if fake.poll() is None:
             fake.kill()
             fake.wait()
+
+
+def test_a_token_request_without_its_parameters_is_refused_and_recorded() -> None:
+    inspector = ZohoInspector(require_documents())
+    with FakeZoho(inspector=inspector) as fake:
+        answer = requests.post(fake.accounts_url + "/oauth/v2/token", timeout=5,
+                               params={"refresh_token": fake.refresh_token, "grant_type": "refresh_token"})
+    assert (answer.status_code, answer.json()["error"]) == (400, "invalid_request")
+    assert inspector.violations == ["POST /oauth/v2/token request: token request without client_id, client_secret"]
