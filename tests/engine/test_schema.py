@@ -101,12 +101,14 @@ def test_migrate_applies_what_is_pending_once(db_url):
     engine = make_engine(db_url)
     with engine.connect() as conn:
         assert applied_versions(conn) == set()
-    assert [m.name for m in migrate(engine)] == ["initial", "mtn_flow", "coordination", "input_checks", "operator_actions"]
+    assert [m.name for m in migrate(engine)] == ["initial", "mtn_flow", "coordination", "input_checks", "operator_actions",
+                                                "partner_intake"]
     assert migrate(engine) == []
     with engine.connect() as conn:
         assert conn.execute(select(schema_migrations.c.version, schema_migrations.c.name)
                             .order_by(schema_migrations.c.version)).all() == [
-            (1, "initial"), (2, "mtn_flow"), (3, "coordination"), (4, "input_checks"), (5, "operator_actions")]
+            (1, "initial"), (2, "mtn_flow"), (3, "coordination"), (4, "input_checks"), (5, "operator_actions"),
+            (8, "partner_intake")]
 
 
 def test_a_schema_applied_by_hand_from_the_sql_file_is_recognised_and_upgraded(db_url):
