@@ -431,7 +431,8 @@ def _check_relations(config: Config) -> None:
     if config.daemon.lease_seconds <= delivery:
         raise ConfigError(f"daemon.lease_seconds: must be longer than webhooks.connect_timeout_seconds + "
                           f"webhooks.timeout_seconds ({delivery:g}), got {config.daemon.lease_seconds:g}")
-    for provider in ("mtn", "zoho"):
+    used = ("mtn", "zoho") if config.zoho.organization_id else ("mtn",)  # Zoho's timeouts matter once it is on
+    for provider in used:
         call = config.value(f"{provider}.connect_timeout_seconds") + config.value(f"{provider}.request_timeout_seconds")
         if config.daemon.lease_seconds <= call:
             raise ConfigError(f"daemon.lease_seconds: must be longer than {provider}.connect_timeout_seconds + "
