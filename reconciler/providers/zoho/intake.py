@@ -209,7 +209,7 @@ class _Intake:
         scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return None
-        digest = hashlib.sha256(token.strip().encode("utf-8", "surrogateescape")).digest()
+        digest = hashlib.sha256(token.strip().encode("latin-1")).digest()  # WSGI: the bytes as sent
         found = None
         for known, client in self._api_keys.items():
             if hmac.compare_digest(digest, known):
