@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.providers.mtn.phones import (
-    NETWORK_PREFIXES, RecipientRejected, normalise_phone, validate_recipient,
-)
+from reconciler.providers.mtn.phones import NETWORK_PREFIXES, RecipientRejected, normalise_phone, validate_recipient
 
 
 @pytest.mark.parametrize("typed", [
