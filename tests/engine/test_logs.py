@@ -21,7 +21,7 @@ from reconciler.config import Config
 from reconciler.engine.daemon import JobRunner
 from reconciler.engine.db import normalise_url
 from reconciler.engine.job import Job
-from reconciler.engine.logs import RepeatedFailure, configure_logging
+from reconciler.engine.logs import RepeatedFailure, configure_logging, mask_email, mask_phone
 from reconciler.engine.schema import api_calls
 from reconciler.http.audit import ApiCall, AuditLog
 
@@ -197,3 +197,15 @@ def test_reconciler_run_logs_one_json_object_per_line(tmp_path) -> None:
     messages = [r["message"] for r in records]
     assert any(m.startswith("admin listener on") for m in messages) and "stopped cleanly" in messages[-1]
     assert all(set(r) >= {"time", "level", "logger", "message"} for r in records)
+
+
+def test_phones_are_masked_for_logs():
+    assert mask_phone("0241234567") == "024****567"
+    assert "1234" not in mask_phone("0241234567")
+    assert mask_phone("123") == "***"
+
+
+@pytest.mark.parametrize("email, masked", [
+    ("ada.lovelace@example.com", "a***@example.com"), ("x@y.io", "x***@y.io"), ("", "***"), ("not-an-email", "***")])
+def test_emails_are_masked_for_logs(email, masked):
+    assert mask_email(email) == masked

@@ -8,9 +8,10 @@ import logging
 import re
 from typing import Any, Mapping
 
+from reconciler.engine.logs import mask_phone
 from reconciler.engine.outbox import Outcome
 from reconciler.engine.schema import COMPLETED, DEAD, FAILED, IN_DOUBT, QUEUED, REJECTED, SUBMITTED
-from reconciler.providers.mtn.phones import RecipientRejected, mask_phone, normalise_phone
+from reconciler.providers.mtn.phones import RecipientRejected, normalise_phone
 
 log = logging.getLogger(__name__)
 _STEPS = {SUBMITTED: "submitted", IN_DOUBT: "in doubt", COMPLETED: "completed", FAILED: "failed",

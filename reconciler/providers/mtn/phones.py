@@ -73,10 +73,3 @@ def validate_recipient(raw_phone: str | None, raw_network: str | None, supported
     if check_prefix and network_of(phone) != network:
         raise RecipientRejected("network_mismatch", f"prefix {phone[:3]} is not a {network} prefix")
     return Recipient(phone, network)
-
-
-def mask_phone(phone: str | None) -> str:
-    """For logs: 0241234567 -> 024****567."""
-    if not phone or len(phone) < 7:
-        return "***"
-    return phone[:3] + "*" * (len(phone) - 6) + phone[-3:]
