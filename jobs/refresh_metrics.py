@@ -1,4 +1,4 @@
-"""Refresh the gauges read from the database: outbox rows by status, oldest queued age, paused endpoints.
+"""Refresh the gauges read from the database: outbox rows by status, oldest ages, paused endpoints.
 
 Every outbox table of the schema is read, whether or not a configured provider works it: rows piling up in a
 table nobody claims are exactly what ops need to see."""
@@ -18,6 +18,8 @@ def run(ctx: JobContext) -> None:
         stats = table_stats(ctx.engine, table, now)
         for status in STATUSES_BY_TABLE[table.name]:
             metrics.OUTBOX_ROWS.labels(table.name, status).set(stats.counts.get(status, 0))
+            if status not in metrics.FINAL:
+                metrics.OUTBOX_OLDEST_AGE.labels(table.name, status).set(stats.oldest_age_seconds.get(status, 0.0))
         metrics.OUTBOX_OLDEST_QUEUED_AGE.labels(table.name).set(stats.oldest_queued_age_seconds)
         metrics.OUTBOX_OLDEST_WAITING_AGE.labels(table.name).set(stats.oldest_waiting_age_seconds)
     webhook_metrics.WEBHOOK_ENDPOINTS_PAUSED.set(paused_count(ctx.engine, now))
