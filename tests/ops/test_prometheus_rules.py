@@ -50,6 +50,11 @@ def test_every_alert_has_a_severity_a_summary_and_a_runbook_section_naming_a_com
         assert "reconciler " in sections[rule["alert"]], f"the {rule['alert']} section names no command"
 
 
+def test_the_readme_lists_every_alert():
+    readme = (ROOT / "README.md").read_text()
+    assert [rule["alert"] for rule in RULES if f"| `{rule['alert']}` |" not in readme] == []
+
+
 def test_the_rules_query_only_metrics_in_the_catalogue():
     catalogue = readme_metric_catalogue()
     used = {re.sub(r"_(bucket|count|sum)$", "", name)
