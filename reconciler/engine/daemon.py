@@ -29,8 +29,8 @@ from reconciler.engine.schedules import DailyAt, Every
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 60.0
-SLOT_RETRY_SECONDS = 60.0
-SECONDS_PER_DAY = 86400.0  # a time-of-day run that raised is run again (by any replica) this much later
+SLOT_RETRY_SECONDS = 60.0  # a time-of-day run that raised is run again (by any replica) this much later
+SECONDS_PER_DAY = 86400.0
 _NEVER = datetime.max.replace(tzinfo=UTC)
 
 
