@@ -64,12 +64,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(what: str, check: Callable[[], bool], seconds: float = 60) -> None:
-    """Poll `check` until it holds, failing after `seconds`: scrapes and settlements happen on their own clock."""
+def wait_for(what: str, check: Callable[[], bool], seconds: float = 120, detail: Callable[[], str] = str) -> None:
+    """Poll `check` until it holds, failing after `seconds` (with `detail()`): scrapes and settlements happen on
+    their own clock."""
     deadline = time.monotonic() + seconds
     while not check():
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
+            pytest.fail(f"timed out waiting for {what}; {detail()}")
         time.sleep(0.2)
 
 
@@ -81,7 +82,8 @@ class Prometheus:
         config = tmp_path / "prometheus.yml"
         config.write_text(f"global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n"
                           f"  - job_name: reconciler\n    static_configs: [{{targets: ['{target}']}}]\n")
-        self.log = (tmp_path / "prometheus.log").open("wb")
+        self.log_path = tmp_path / "prometheus.log"
+        self.log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             [binary("prometheus"), f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
              f"--web.listen-address=127.0.0.1:{self.port}"], stdout=self.log, stderr=subprocess.STDOUT)
@@ -90,12 +92,17 @@ class Prometheus:
         answer = requests.get(f"http://127.0.0.1:{self.port}/api/v1/query", params={"query": expr}, timeout=10)
         return answer.json()
 
-    def value(self, expr: str) -> float | None:
+    def value(self, expr: str) -> float:
+        """The first sample's value, or -1 while Prometheus is not up or has none."""
         try:
             result = self.query(expr).get("data", {}).get("result", [])
-        except requests.ConnectionError:
-            return None
-        return float(result[0]["value"][1]) if result else None
+        except (requests.RequestException, ValueError):
+            return -1.0
+        return float(result[0]["value"][1]) if result else -1.0
+
+    def log_tail(self) -> str:
+        self.log.flush()
+        return "Prometheus said: " + self.log_path.read_text(errors="replace")[-1500:]
 
     def stop(self) -> None:
         self.process.terminate()
@@ -124,7 +131,8 @@ def scraped_daemon(engine, db_url: str, tmp_path: Path) -> Iterator[tuple[Promet
     shop = f"http://127.0.0.1:{free_port()}/notify"  # a shop that never answers: deliveries fail, then go dead
     runner = threading.Thread(target=daemon.run, name="dashboard-daemon")
     try:
-        wait_for("Prometheus to scrape the daemon", lambda: prometheus.value('up{job="reconciler"}') == 1)
+        wait_for("Prometheus to scrape the daemon", lambda: prometheus.value('up{job="reconciler"}') == 1,
+                 detail=prometheus.log_tail)
         finished = 'sum(reconciler_outbox_outcomes_total{table="mtn_orders"})'
         before = prometheus.value(finished)  # the registry is the process's: other tests may have counted some
         runner.start()
@@ -136,7 +144,8 @@ def scraped_daemon(engine, db_url: str, tmp_path: Path) -> Iterator[tuple[Promet
             with engine.connect() as conn:
                 return conn.scalar(select(func.count()).where(mtn_orders.c.status.in_(TERMINAL_STATUSES))) == ORDERS
         wait_for("the daemon to settle every order", drained)
-        wait_for("Prometheus to see every order finished", lambda: prometheus.value(finished) == before + ORDERS)
+        wait_for("Prometheus to see every order finished", lambda: prometheus.value(finished) >= before + ORDERS,
+                 detail=lambda: f"{before} + {ORDERS} expected, {prometheus.value(finished)} seen")
         seen = prometheus.value('timestamp(up{job="reconciler"})')
         # rate() needs two samples of a series: a few scrapes more, so the newest series have them
         wait_for("three more scrapes", lambda: prometheus.value('timestamp(up{job="reconciler"})') >= seen + 3)
