@@ -61,8 +61,9 @@ INBOUND_WEBHOOKS = Counter(
     ["provider", "result"])
 
 PROVIDER_PAUSED = Gauge(
-    "reconciler_provider_paused", "1 while a provider's order flow is paused, by reason (unauthorised, "
-    "insufficient_balance, rate_limited)", ["provider", "reason"])
+    "reconciler_provider_paused", "1 while a provider's order flow is paused, by reason (MTN: unauthorised, "
+    "insufficient_balance, rate_limited; Zoho: unauthorised, daily_cap), as the shared pauses table says",
+    ["provider", "reason"])
 
 FINAL = frozenset((*TERMINAL_STATUSES, DELIVERED))  # the statuses OUTBOX_OUTCOMES counts
 

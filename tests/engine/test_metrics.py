@@ -11,6 +11,7 @@ from sqlalchemy import update
 
 from jobs import refresh_metrics
 from reconciler.config import Config
+from reconciler.coordination.pauses import Pauses
 from reconciler.engine import metrics
 from reconciler.engine.daemon import JobRunner
 from reconciler.engine.job import Job
@@ -57,6 +58,22 @@ def test_the_oldest_unfinished_order_per_status_is_exported(engine, clock):
     assert age("in_doubt") == pytest.approx(45 * 60 + 10)
     assert age("queued") == pytest.approx(10)
     assert age("submitted") == 0
+
+
+def test_every_replica_shows_a_providers_pause_from_the_database_until_it_ends(engine, clock):
+    pauses = Pauses(engine)
+    pauses.pause("zoho", "daily_cap", clock.now + timedelta(hours=3), clock.now, "1000 calls today")
+    pauses.pause("webhook:https://shop.example/notify", "breaker", clock.now + timedelta(minutes=1), clock.now)
+    ctx = job_context(engine, Config(), clock)
+
+    def paused(provider: str, reason: str) -> float | None:
+        return REGISTRY.get_sample_value("reconciler_provider_paused", {"provider": provider, "reason": reason})
+    refresh_metrics.run(ctx)
+    assert paused("zoho", "daily_cap") == 1
+    assert paused("webhook:https://shop.example/notify", "breaker") is None  # endpoints have their own gauge
+    pauses.resume("zoho", clock.now)  # e.g. `reconciler resume zoho`, on another machine
+    refresh_metrics.run(ctx)
+    assert paused("zoho", "daily_cap") == 0
 
 
 def test_a_jobs_last_success_moves_on_success_only_and_its_interval_is_exported(engine, clock):
