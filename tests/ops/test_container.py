@@ -63,6 +63,15 @@ def test_the_image_is_multi_stage_non_root_exec_form_and_keeps_no_database_insid
     assert instruction("WORKDIR") in volumes
 
 
+def test_the_build_context_leaves_out_local_state():
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".git", ".venv", ".cache", "*.db"} <= set(ignored)
+    copied = {source for line in DOCKERFILE.splitlines() if line.startswith("COPY ") and "--from" not in line
+              for source in line.split()[1:-1]}
+    assert {"reconciler", "jobs", "sql", "setup.cfg"} <= copied
+    assert not copied & set(ignored), "the image copies something the build context leaves out"
+
+
 def test_the_health_check_asks_healthz_with_the_images_python(tmp_path):
     command = json.loads(instruction("HEALTHCHECK").split("CMD", 1)[1])
     assert command[0] == "python" and "/healthz" in command[-1]
