@@ -45,6 +45,8 @@ class ZohoProvider:
                 expiry_reminders.job(config), renewal_check.job(config), licence_metrics.job(config)]
 
     def routes(self, config: Config, engine: Engine, clock: Clock) -> dict[RouteKey, Route]:
+        # Integration point: the partner intake API (helper PARTNER_API's reconciler/providers/zoho/intake.py,
+        # `partner_routes(config, engine, clock)`) is returned here once it lands.
         return {}
 
     def commands(self) -> Sequence[click.Command]:

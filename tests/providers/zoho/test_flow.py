@@ -254,3 +254,34 @@ def test_every_step_is_one_log_line_with_the_customer_masked(zoho_flow: ZohoFlow
     assert "licence T2M-" in lines[done]
     assert lines[bad].startswith(f"Zoho order {bad} rejected (customer ***")
     assert not any("ada.obi" in line or "123 4567" in line for line in lines.values())
+
+
+def test_a_probe_that_made_no_call_does_not_open_the_flow(zoho_flow: ZohoFlow):
+    """The first order after a pause is rejected before any call: Zoho has not answered, so the flow stays shut
+    and the next order probes alone; Zoho refuses it, so the one after it is never even claimed."""
+    flow = zoho_flow
+    pauses = Pauses(flow.engine)
+    pauses.pause("zoho", "unauthorised", flow.clock.now, flow.clock.now, "refresh token refused")  # over now
+    flow.fake.configure(refresh_refusal="invalid_code")
+    bad, probe, waiting = flow.add(product_id="ZOHO_CRM_PRO"), flow.add(), flow.add()
+    flow.submit()
+    assert flow.statuses() == {bad: "rejected", probe: "queued", waiting: "queued"}
+    assert pauses.get("zoho").holds(flow.clock.now)
+    assert flow.history(waiting) == []
+    flow.fake.configure(refresh_refusal=None)
+    flow.clock.now = pauses.get("zoho").paused_until
+    flow.submit()
+    assert flow.statuses() == {bad: "rejected", probe: "completed", waiting: "completed"}
+    assert not pauses.get("zoho").paused
+
+
+def test_a_probe_that_zoho_refuses_again_keeps_the_flow_paused(zoho_flow: ZohoFlow):
+    flow = zoho_flow
+    pauses = Pauses(flow.engine)
+    pauses.pause("zoho", "unauthorised", flow.clock.now, flow.clock.now, "refresh token refused")
+    flow.fake.configure(refresh_refusal="invalid_code")
+    orders = [flow.add(), flow.add()]
+    flow.submit()
+    assert {flow.order(o)["attempts"] for o in orders} == {0}
+    assert flow.fake.token_requests == 1  # one probe, one token request: no storm
+    assert pauses.get("zoho").holds(flow.clock.now)
