@@ -63,7 +63,11 @@ def fake_zoho(port: int, knobs: dict[str, Any]) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     try:
-        fake = serve_fake_zoho("127.0.0.1", port, ZohoFaults(**knobs))
+        faults = ZohoFaults(**knobs)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--faults") from None
+    try:
+        fake = serve_fake_zoho("127.0.0.1", port, faults)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}; try another --port") from None
     click.echo(f"fake Zoho Books on {fake.api_url}, accounts server on {fake.accounts_url}")

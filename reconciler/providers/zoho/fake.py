@@ -19,7 +19,7 @@ import re
 import secrets
 import threading
 from collections import deque
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Protocol
 from urllib.parse import parse_qsl
@@ -64,6 +64,15 @@ class ZohoFaults:
     error_5xx_status: int = 500
     timeout_after_create: int = 0             # the next N sales orders are created, then not answered in time
     timeout_hold_seconds: float = 30.0        # how long such an answer is held; more than the client's timeout
+
+    def __post_init__(self) -> None:
+        for name, allowed in _CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(map(str, allowed))}, got {getattr(self, name)!r}")
+
+
+_CHOICES = {"refresh_refusal": (None, "invalid_code", "access_denied"),
+            "refused_token_answer": ("code_57", "invalid_oauthtoken")}
 
 
 @dataclass(frozen=True)
@@ -200,8 +209,7 @@ class FakeZoho:
         if unknown:
             raise TypeError(f"unknown ZohoFaults field(s): {', '.join(sorted(unknown))}")
         with self._lock:
-            for name, value in knobs.items():
-                setattr(self.faults, name, value)
+            self.faults = replace(self.faults, **knobs)  # checked as a new ZohoFaults would be
 
     def expire_tokens(self) -> None:
         """Every access token issued so far stops working now, as if its hour were up."""
@@ -250,6 +258,12 @@ class FakeZoho:
             return len(self._arrivals)
 
     @property
+    def arrivals(self) -> list[datetime]:
+        """When each API call arrived (on the fake's clock), the refused ones too, in arrival order."""
+        with self._lock:
+            return list(self._arrivals)
+
+    @property
     def answered_429(self) -> int:
         with self._lock:
             return self._answered_429
@@ -262,8 +276,7 @@ class FakeZoho:
     def busiest_window(self, window_seconds: float | None = None) -> int:
         """The most API calls that arrived within any `window_seconds` (default: the rate window)."""
         span = timedelta(seconds=window_seconds if window_seconds is not None else self.faults.rate_window_seconds)
-        with self._lock:
-            arrivals = sorted(self._arrivals)
+        arrivals = sorted(self.arrivals)
         most, start = 0, 0
         for end, moment in enumerate(arrivals):
             while moment - arrivals[start] >= span:

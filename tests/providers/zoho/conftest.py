@@ -2,24 +2,18 @@
 test that caused one at teardown; `make_fake_zoho(...)` starts fakes that use it (stopped afterwards)."""
 from __future__ import annotations
 
-import os
 from typing import Any, Callable, Iterator
 
 import pytest
 
 from reconciler.providers.zoho.fake import FakeZoho
 
-from tests.providers.zoho.documents import DOCUMENTS_DIR, ZohoDocuments, ZohoInspector, documents_present
+from tests.providers.zoho.documents import ZohoInspector, require_documents
 
 
 @pytest.fixture
 def zoho_inspector() -> Iterator[ZohoInspector]:
-    if not documents_present():
-        reason = f"Zoho's OpenAPI documents are not at {DOCUMENTS_DIR}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{reason}: CI must have ../shared beside the clone")
-        pytest.skip(reason)
-    inspector = ZohoInspector(ZohoDocuments.load())
+    inspector = ZohoInspector(require_documents())
     yield inspector
     assert not inspector.violations, "the fake Zoho saw or sent what Zoho's documents do not allow:\n" + "\n".join(
         inspector.violations)

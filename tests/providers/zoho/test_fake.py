@@ -15,7 +15,7 @@ from reconciler.config import DEFAULT_PRODUCTS, env_var_for
 from reconciler.providers.zoho.cli import fake_zoho
 from reconciler.providers.zoho.fake import FakeZoho
 
-from tests.providers.zoho.documents import ZohoDocuments, ZohoInspector, documents_present
+from tests.providers.zoho.documents import ZohoInspector, require_documents
 
 ITEM_ID = DEFAULT_PRODUCTS["ZOHO_CRM_STD"].item_id
 
@@ -186,9 +186,7 @@ def test_an_answer_lost_after_the_create_leaves_the_order_stored(fake_zoho: Fake
 
 
 def test_a_request_zoho_would_not_accept_is_answered_400_and_recorded() -> None:
-    if not documents_present():
-        pytest.skip("Zoho's OpenAPI documents are absent")  # zoho_inspector fails in CI; this one is its own
-    inspector = ZohoInspector(ZohoDocuments.load())
+    inspector = ZohoInspector(require_documents())  # its own: the violations it records are expected
     with FakeZoho(inspector=inspector) as fake:
         books = Books(fake)
         wrong = books.call("POST", "/salesorders", {"customer_id": 12, "line_items": []})  # an id must be a string
@@ -206,9 +204,12 @@ def test_an_unknown_path_is_zohos_404(fake_zoho: FakeZoho) -> None:
     assert (answer.status_code, answer.json()["code"]) == (404, 5)
 
 
-def test_fake_zoho_command_refuses_an_unknown_fault() -> None:
+def test_fake_zoho_command_refuses_an_unknown_fault_or_value() -> None:
     refused = CliRunner().invoke(fake_zoho, ["--faults", "error_rate=0.5"])
     assert refused.exit_code == 2 and "a knob of ZohoFaults" in refused.output
+    refused = CliRunner().invoke(fake_zoho, ["--faults", "refresh_refusal=invalid_grant"])
+    assert refused.exit_code == 2 and "refresh_refusal must be one of None, invalid_code, access_denied" in \
+        refused.output and "Traceback" not in refused.output
 
 
 def test_fake_zoho_command_runs_standalone_until_ctrl_c() -> None:
