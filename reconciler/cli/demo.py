@@ -224,7 +224,7 @@ class Notifications:
         except WebhookVerificationError:
             with self._lock:
                 self.bad += 1
-            return Response.json(401, {"error": "bad signature"})
+            return Response.error(401, "bad_signature", "bad signature")
         with self._lock:
             if request.headers["webhook-id"] not in self.ids:
                 self.ids.add(request.headers["webhook-id"])

@@ -342,6 +342,22 @@ operator_actions = Table(
     Column("created_at", UTCDateTime, nullable=False, server_default=NOW),
 )
 
+idempotency_keys = Table(
+    "idempotency_keys", metadata,
+    Column("client", Text, primary_key=True),
+    Column("idempotency_key", Text, primary_key=True),
+    Column("fingerprint", Text, nullable=False),
+    Column("claimed_by", Text),
+    Column("locked_until", UTCDateTime),
+    Column("order_id", Text),
+    Column("status_code", Integer),
+    Column("response_headers", Text),
+    Column("response_body", Text),
+    Column("created_at", UTCDateTime, nullable=False, server_default=NOW),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Index("idempotency_keys_expiry_idx", "expires_at"),
+)
+
 schema_migrations = Table(
     "schema_migrations", metadata,
     Column("version", Integer, primary_key=True, autoincrement=False),

@@ -5,16 +5,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 from standardwebhooks.webhooks import Webhook
 
+from reconciler.app import assemble
 from reconciler.config import Product
 from reconciler.coordination.pauses import Pauses
 from reconciler.engine.schema import zoho_orders
 from reconciler.providers.zoho.licences import add_months
 
 from tests.providers.zoho.flow import PARTNER_SECRET, ZohoFlow
+from tests.providers.zoho.intake_server import KEY, Partner, order_body, with_partner
 from tests.providers.zoho.test_fake import Books
 
 ITEM_ID = "4815000000044208"
@@ -250,7 +252,7 @@ def test_every_step_is_one_log_line_with_the_customer_masked(zoho_flow: ZohoFlow
     with caplog.at_level(logging.INFO, logger="reconciler.providers.zoho.lifecycle"):
         flow.submit()
     lines = {r.order_ref: r.getMessage() for r in caplog.records if r.name == "reconciler.providers.zoho.lifecycle"}
-    assert lines[done].startswith(f"Zoho order {done} completed (customer a***@e***.ng, phone +23")
+    assert lines[done].startswith(f"Zoho order {done} completed (customer a***@example.ng, phone +23")
     assert "licence T2M-" in lines[done]
     assert lines[bad].startswith(f"Zoho order {bad} rejected (customer ***")
     assert not any("ada.obi" in line or "123 4567" in line for line in lines.values())
@@ -285,3 +287,23 @@ def test_a_probe_that_zoho_refuses_again_keeps_the_flow_paused(zoho_flow: ZohoFl
     assert {flow.order(o)["attempts"] for o in orders} == {0}
     assert flow.fake.token_requests == 1  # one probe, one token request: no storm
     assert pauses.get("zoho").holds(flow.clock.now)
+
+
+def test_an_order_t2mobile_posts_to_the_daemons_listener_is_fulfilled_and_its_status_says_so(zoho_flow: ZohoFlow):
+    """The partner intake as the daemon serves it (app.assemble's public listener), then the submit job."""
+    flow = zoho_flow
+    config = with_partner(flow.config, api_keys=KEY)
+    listener = assemble(config, flow.engine, worker_id="intake-test", clock=flow.clock).public_listener().start()
+    try:
+        partner = Partner(listener)
+        accepted = partner.order(order_body("T2M-E2E-1"), key="k-e2e-1")
+        assert accepted.status_code == 202, accepted.text
+        flow.clock.now = max(flow.clock.now, datetime.now(timezone.utc))
+        flow.submit()
+        shown = partner.get("/t2mobile/orders/T2M-E2E-1").json()
+    finally:
+        listener.stop()
+    order = flow.order("T2M-E2E-1")
+    assert order["status"] == "completed"
+    assert (shown["status"], shown["salesOrderId"]) == ("completed", order["zoho_salesorder_id"])
+    assert [event for _, event, _ in flow.events("T2M-E2E-1")] == ["ORDER_FULFILLED"]
