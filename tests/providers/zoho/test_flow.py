@@ -7,8 +7,10 @@ import json
 import logging
 from datetime import datetime, timedelta, timezone
 
+from prometheus_client import REGISTRY
 from standardwebhooks.webhooks import Webhook
 
+from jobs import rescue_leases
 from reconciler.app import assemble
 from reconciler.config import Product
 from reconciler.coordination.pauses import Pauses
@@ -307,3 +309,32 @@ def test_an_order_t2mobile_posts_to_the_daemons_listener_is_fulfilled_and_its_st
     assert order["status"] == "completed"
     assert (shown["status"], shown["salesOrderId"]) == ("completed", order["zoho_salesorder_id"])
     assert [event for _, event, _ in flow.events("T2M-E2E-1")] == ["ORDER_FULFILLED"]
+
+
+def test_an_order_whose_worker_died_is_rescued_in_doubt_and_adopted_or_created_once(zoho_flow: ZohoFlow, caplog):
+    """The outbox policy: a Zoho order's lease that ran out may hide a created sales order, so it is in doubt."""
+    flow = zoho_flow
+    order_id = flow.add()
+    outbox = flow.ctx.outboxes["zoho_orders"]
+    [row] = outbox.claim(1)  # a worker took it, then died
+    flow.clock.now = row["locked_until"] + timedelta(seconds=1)
+    with caplog.at_level(logging.INFO, logger="reconciler.providers.zoho.lifecycle"):
+        rescue_leases.run(flow.ctx)
+    assert flow.order(order_id)["status"] == "in_doubt"
+    assert any(r.getMessage().startswith(f"Zoho order {order_id} in doubt") for r in caplog.records)
+    flow.clock.advance(flow.submit_job.grace.total_seconds() + 1)
+    flow.submit()
+    assert flow.order(order_id)["status"] == "completed"
+    assert len(flow.fake.salesorders_for(order_id)) == 1
+
+
+def test_the_submissions_counter_counts_each_result(zoho_flow: ZohoFlow):
+    flow = zoho_flow
+
+    def count(result: str) -> float:
+        return REGISTRY.get_sample_value("reconciler_zoho_submissions_total", {"result": result}) or 0.0
+
+    before = {result: count(result) for result in ("completed", "rejected")}
+    flow.add(), flow.add(), flow.add(tenure="2_WEEKS")
+    flow.submit()
+    assert (count("completed") - before["completed"], count("rejected") - before["rejected"]) == (2, 1)
