@@ -291,6 +291,7 @@ provider_state = Table(
     Column("updated_at", UTCDateTime, nullable=False, server_default=NOW),
     Column("token_refresh_by", Text),
     Column("token_refresh_until", UTCDateTime),
+    Column("token_refresh_at", UTCDateTime),
 )
 
 pauses = Table(

@@ -89,10 +89,6 @@ class ZohoOAuth:
                 and lifetime > 0:
             TOKEN_REFRESHES.labels("ok").inc()
             TOKEN_EXPIRY.set((now + timedelta(seconds=lifetime)).timestamp())
-            if lifetime <= self.config.token_refresh_ahead_seconds:
-                log.warning("zoho: the access token lives %gs, not more than zoho.token_refresh_ahead_seconds (%gs): "
-                            "every call will ask for a new one until Zoho answers Access Denied; lower the setting",
-                            lifetime, self.config.token_refresh_ahead_seconds)
             if pause.reason == UNAUTHORISED:  # its time is up and the token works again: the flow may go on
                 self.pauses.resume(PAUSE_KEY, now, reason=UNAUTHORISED)
             return IssuedToken(token, float(lifetime))

@@ -265,14 +265,14 @@ def test_replicas_racing_with_an_expired_token_make_one_refresh(fake: FakeZoho, 
     assert fake.token_requests == 2  # the first token, then exactly one refresh for all twelve callers
 
 
-def test_a_token_shorter_than_the_refresh_ahead_is_said_in_the_log(fake: FakeZoho, engine, clock, caplog) -> None:
-    fake.configure(token_expires_in=120)
-    client = ZohoClient(config_for(fake, token_refresh_ahead_seconds=300), engine, "worker-1", clock=clock)
-    with caplog.at_level(logging.WARNING):
+def test_a_token_shorter_than_the_refresh_ahead_is_used_for_half_its_life(fake: FakeZoho, client: ZohoClient,
+                                                                          clock) -> None:
+    fake.configure(token_expires_in=120)  # shorter than zoho.token_refresh_ahead_seconds (300)
+    for _ in range(5):
         client.organisation()
-    assert "lower the setting" in caplog.text and "zoho.token_refresh_ahead_seconds (300s)" in caplog.text
-    caplog.clear()
-    fake.configure(token_expires_in=3600)
-    clock.advance(121)
+    clock.advance(59)
     client.organisation()
-    assert "lower the setting" not in caplog.text
+    assert fake.token_requests == 1
+    clock.advance(2)
+    client.organisation()
+    assert fake.token_requests == 2
