@@ -25,10 +25,11 @@ from reconciler.http.admin import Probe, admin_listener, database_not_ready
 from reconciler.http.listener import HttpListener, Route
 from reconciler.providers.base import Provider, RouteKey
 from reconciler.providers.mtn.provider import MTN
+from reconciler.providers.zoho.provider import ZOHO
 from reconciler.webhooks import metrics as webhook_metrics
 from reconciler.webhooks.deliveries import delivery_outbox_policy
 
-PROVIDERS: tuple[Provider, ...] = (MTN,)
+PROVIDERS: tuple[Provider, ...] = (MTN, ZOHO)
 
 
 def configured_providers(config: Config) -> list[Provider]:

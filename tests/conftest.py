@@ -15,7 +15,8 @@ from reconciler.engine.migrate import migrate
 
 from tests.racing import Replica
 
-pytest_plugins = ("tests.providers.mtn.flow",)  # the `flow` fixture: the MTN flow against the fake reseller
+# the `flow` fixture: the MTN flow against the fake reseller; `zoho_flow`: the Zoho flow against the fake Zoho
+pytest_plugins = ("tests.providers.mtn.flow", "tests.providers.zoho.flow")
 
 PG_ADMIN_URL = os.environ.get("RECONCILER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 

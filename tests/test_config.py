@@ -128,6 +128,11 @@ def test_a_half_configured_provider_stops_the_daemon_with_exit_2_and_one_line(tm
     assert not (tmp_path / "x.db").exists()
 
 
+def test_a_lease_need_not_outlast_the_calls_of_a_flow_that_is_off(tmp_path):
+    """The demo and the MTN-only daemon run short leases; the Zoho call timeouts count once Zoho is on."""
+    assert load_config(write(tmp_path, "daemon:\n  lease_seconds: 25\n"), env={}).daemon.lease_seconds == 25
+
+
 def test_bundles_are_sizes_with_a_price_each_in_the_file_or_the_environment(tmp_path):
     path = write(tmp_path, "mtn:\n  bundles:\n    1: 4.5\n    10: 40\n")
     assert load_config(path, env={}).mtn.bundles == {1: 4.5, 10: 40.0}

@@ -1,10 +1,12 @@
-"""`reconciler demo`: the MTN flow end to end in one process, with nothing to set up.
+"""`reconciler demo`: both flows end to end in one process, with nothing to set up.
 
-A temporary SQLite database, the built-in fake reseller misbehaving moderately (500s, answers that time
+A temporary SQLite database; the built-in fake reseller misbehaving moderately (500s, answers that time
 out after the order was created, PHP warnings before the JSON, webhooks dropped and duplicated, a few
-failed deliveries), the public webhook listener, a receiver for the customer notifications and the daemon
-with every job, all on 127.0.0.1. Orders are inserted as a shop would; the demo watches until each one
-is settled (in-doubt ones by reconciliation with the reseller's history) and prints what happened.
+failed deliveries); the built-in fake Zoho misbehaving too (429s, a 500, a sales order created whose answer
+never comes); the public webhook listener; a receiver for the customer notifications and one for T2Mobile's
+events, each verifying every signature; and the daemon with every job, all on 127.0.0.1. Orders are inserted
+as a shop (and T2Mobile) would; the demo watches until each one is settled (in-doubt ones by reconciliation
+with the reseller's history, or by their sales order's reference in Zoho) and prints what happened.
 """
 from __future__ import annotations
 
@@ -32,16 +34,20 @@ from reconciler.engine.logs import configure_logging
 from reconciler.engine.migrate import migrate
 from reconciler.engine.schema import (
     DEAD, IN_DOUBT, IN_FLIGHT, ORDER_STATUSES, QUEUED, TERMINAL_STATUSES, inbound_webhooks, mtn_orders,
-    webhook_deliveries,
+    webhook_deliveries, zoho_orders,
 )
 from reconciler.engine.stats import count_rows, table_stats, transitions_from
 from reconciler.http.listener import HttpListener, Request, Response
 from reconciler.providers.mtn.fake import PHP_WARNING, FakeMtn, MtnFaults
 from reconciler.providers.mtn.orders import enqueue_mtn, mtn_orders_in
+from reconciler.providers.zoho.fake import FakeZoho, ZohoFaults
+from reconciler.providers.zoho.orders import enqueue_zoho, zoho_orders_in
+from reconciler.webhooks.deliveries import delivery_counts
 
 DEADLINE_SECONDS = 60.0
 SIZES_GB = (1, 2, 3, 5, 10)  # plans the fake sells
 MTN_PREFIXES = ("24", "25", "53", "54", "55", "59")
+TENURES_ORDERED = ("1_MONTH", "3_MONTHS", "6_MONTHS", "12_MONTHS")
 
 
 def faults() -> MtnFaults:
@@ -53,19 +59,32 @@ def faults() -> MtnFaults:
                      processing_words=("processing", "queued"), completed_words=("success", "delivered"))
 
 
+ZOHO_WINDOW_SECONDS, ZOHO_CALLS_PER_WINDOW = 2.0, 20  # Zoho's 100 a minute, scaled down so the demo shows it
+
+
+def zoho_faults() -> ZohoFaults:
+    """Moderate trouble: three 429s, one 500, and one sales order created whose answer never comes (held past
+    zoho.request_timeout_seconds), so its order is in doubt until its reference is found in Zoho; and a rate
+    limit of ZOHO_CALLS_PER_WINDOW calls per ZOHO_WINDOW_SECONDS, which the daemon keeps to."""
+    return ZohoFaults(rate_limit_429=3, error_5xx=1, timeout_after_create=1, timeout_hold_seconds=2.5,
+                      requests_per_minute=ZOHO_CALLS_PER_WINDOW, rate_window_seconds=ZOHO_WINDOW_SECONDS)
+
+
 @click.command()
 @click.option("--orders", "count", default=50, show_default=True, type=click.IntRange(1, 1000),
-              help="How many orders the shop places.")
+              help="How many MTN orders the shop places.")
+@click.option("--licences", "licence_count", default=12, show_default=True, type=click.IntRange(0, 200),
+              help="How many licence orders T2Mobile places through Zoho Books (0: the MTN flow alone).")
 @click.option("--keep-db", is_flag=True, help="Keep the SQLite database afterwards (its path is printed).")
-def demo(count: int, keep_db: bool) -> None:
-    """The MTN flow end to end, nothing to set up.
+def demo(count: int, licence_count: int, keep_db: bool) -> None:
+    """Both flows end to end, nothing to set up.
 
-    A temporary SQLite database, the built-in fake reseller and the daemon, all in this process on
-    127.0.0.1; no secrets needed, no other network."""
+    A temporary SQLite database, the built-in fake reseller, the built-in fake Zoho and the daemon, all in
+    this process on 127.0.0.1; no secrets needed, no other network."""
     configure_logging("WARNING")
     workdir = Path(tempfile.mkdtemp(prefix="reconciler-demo-"))
     try:
-        settled = run_demo(workdir / "demo.db", count)
+        settled = run_demo(workdir / "demo.db", count, licence_count)
     finally:
         if keep_db:
             click.echo(f"database kept: {workdir / 'demo.db'}")
@@ -75,20 +94,26 @@ def demo(count: int, keep_db: bool) -> None:
         raise click.ClickException(f"not every order was settled within {DEADLINE_SECONDS:.0f} s")
 
 
-def run_demo(db_path: Path, count: int) -> bool:
+def run_demo(db_path: Path, count: int, licence_count: int = 0) -> bool:
     """Start everything, place the orders, watch them settle, stop everything, print the summary."""
     rng = random.Random(2024)
     engine = make_engine(f"sqlite:///{db_path}")
     migrate(engine)
     mtn_secret = secrets.token_hex(16)
-    notifications = Notifications("whsec_" + base64.b64encode(os.urandom(24)).decode())
-    with contextlib.ExitStack() as running:  # stopped in reverse: daemon, listeners, fake reseller
-        receiver = HttpListener("127.0.0.1", 0, 65536, {("POST", "/notify"): notifications.receive}).start()
+    notifications = Notifications(new_secret())
+    partner = Notifications(new_secret())
+    with contextlib.ExitStack() as running:  # stopped in reverse: daemon, listeners, fakes
+        receiver = HttpListener("127.0.0.1", 0, 65536, {("POST", "/notify"): notifications.receive,
+                                                         ("POST", "/t2mobile/events"): partner.receive}).start()
         running.callback(receiver.stop)
         fake = FakeMtn(api_key=secrets.token_hex(16), webhook_secret=mtn_secret, balance=100_000.0,
                        faults=faults(), rng=random.Random(7), auto_process_seconds=0.3).start()
         running.callback(fake.stop)
-        config = demo_config(f"sqlite:///{db_path}", fake, mtn_secret, notifications.secret)
+        zoho = FakeZoho(client_secret=secrets.token_hex(16), refresh_token=secrets.token_hex(16),
+                        faults=zoho_faults()).start()
+        running.callback(zoho.stop)
+        config = demo_config(f"sqlite:///{db_path}", fake, mtn_secret, notifications.secret, zoho,
+                             f"http://127.0.0.1:{receiver.port}/t2mobile/events", partner.secret)
         stop = threading.Event()
         assembly = assemble(config, engine, stop=stop)  # the daemon exactly as `reconciler run` builds it
         public = assembly.public_listener().start()
@@ -101,22 +126,41 @@ def run_demo(db_path: Path, count: int) -> bool:
 
         click.echo(f"reconciler demo: {count} MTN orders through a fake reseller that misbehaves "
                    f"(500s, timeouts after creating, dropped and duplicated webhooks)")
-        click.echo(f"  fake reseller {fake.url}, webhook listener 127.0.0.1:{public.port}, "
+        if licence_count:
+            click.echo(f"  and {licence_count} T2Mobile licence orders through a fake Zoho Books that misbehaves "
+                       f"(429s, a 500, a sales order created whose answer never comes)")
+        click.echo(f"  fake reseller {fake.url}, fake Zoho {zoho.url}, webhook listener 127.0.0.1:{public.port}, "
                    f"notification receiver 127.0.0.1:{receiver.port}, database {db_path}")
         notify_url = f"http://127.0.0.1:{receiver.port}/notify"
         for i, (phone, size) in enumerate(shop_orders(count, rng), 1):
             enqueue_mtn(engine, f"demo-{i:04d}", phone, size, "MTN", notify_url)
+        for order in licence_orders(licence_count, rng):
+            enqueue_zoho(engine, **order)
         started = time.monotonic()
-        settled = watch(engine, fake, notifications, count, started, rng)
+        settled = watch(engine, fake, notifications, partner, count + licence_count, started, rng)
         elapsed = time.monotonic() - started
     summary(engine, fake, notifications, count, elapsed)
+    if licence_count:
+        zoho_summary(engine, zoho, partner, licence_count)
     engine.dispose()
     return settled
 
 
-def demo_config(db_url: str, fake: FakeMtn, mtn_secret: str, notify_secret: str) -> Config:
+def new_secret() -> str:
+    return "whsec_" + base64.b64encode(os.urandom(24)).decode()
+
+
+def demo_config(db_url: str, fake: FakeMtn, mtn_secret: str, notify_secret: str, zoho: FakeZoho,
+                partner_url: str, partner_secret: str) -> Config:
     """Short intervals so the story fits in seconds; leases longer than one call, as the config demands."""
     return load_config(env={
+        **zoho.environment(), "RECONCILER_PARTNER_WEBHOOK_URL": partner_url,
+        "RECONCILER_PARTNER_WEBHOOK_SECRET": partner_secret,
+        "RECONCILER_ZOHO_CONNECT_TIMEOUT_SECONDS": "1", "RECONCILER_ZOHO_REQUEST_TIMEOUT_SECONDS": "2",
+        "RECONCILER_ZOHO_POLL_INTERVAL_SECONDS": "0.2", "RECONCILER_ZOHO_IN_DOUBT_GRACE_SECONDS": "3",
+        "RECONCILER_ZOHO_RETRY_SCHEDULE_SECONDS": "1,2,3",
+        "RECONCILER_ZOHO_RATE_WINDOW_SECONDS": str(ZOHO_WINDOW_SECONDS),
+        "RECONCILER_ZOHO_REQUESTS_PER_MINUTE": str(ZOHO_CALLS_PER_WINDOW),
         "RECONCILER_DATABASE_URL": db_url,
         "RECONCILER_MTN_BASE_URL": fake.url, "RECONCILER_MTN_API_KEY": fake.api_key,
         "RECONCILER_MTN_WEBHOOK_SECRET": mtn_secret, "RECONCILER_NOTIFY_WEBHOOK_SECRET": notify_secret,
@@ -150,6 +194,19 @@ def shop_orders(count: int, rng: random.Random) -> list[tuple[str, int]]:
     return orders
 
 
+def licence_orders(count: int, rng: random.Random) -> list[dict]:
+    """T2Mobile's orders: distinct customers, every fourth one renewing the customer before it (same customer and
+    product while the licence is active), and one for a product not in the catalogue."""
+    orders = []
+    for i in range(1, count + 1):
+        customer = i - 1 if i % 4 == 0 else i
+        orders.append({"order_id": f"T2M-DEMO-{i:04d}", "product_id": "ZOHO_CRM_STD" if i != 7 else "ZOHO_CRM_PRO",
+                       "tenure": rng.choice(TENURES_ORDERED), "customer_id": f"CUST-{customer:04d}",
+                       "customer_name": f"Customer {customer}", "customer_email": f"customer{customer}@example.ng",
+                       "customer_phone": f"+234 803 {rng.randrange(10 ** 7):07d}"})
+    return orders
+
+
 class Notifications:
     """The shop's end of the customer notifications: verifies each one (Standard Webhooks) and counts it."""
 
@@ -175,18 +232,19 @@ class Notifications:
         return Response.json(200, {"ok": True})
 
 
-def watch(engine: Engine, fake: FakeMtn, notifications: Notifications, count: int, started: float,
-          rng: random.Random) -> bool:
-    """A line a second until every order is settled and its notification delivered; False at the deadline."""
+def watch(engine: Engine, fake: FakeMtn, notifications: Notifications, partner: Notifications, count: int,
+          started: float, rng: random.Random) -> bool:
+    """A line a second until every order is settled and its events delivered; False at the deadline."""
     while True:
         time.sleep(1)
         fake.configure(noise_prefix=PHP_WARNING if rng.random() < 0.3 else "")  # PHP warnings now and then
-        counts = table_stats(engine, mtn_orders, utcnow()).counts
+        counts = (Counter(table_stats(engine, mtn_orders, utcnow()).counts)
+                  + Counter(table_stats(engine, zoho_orders, utcnow()).counts))
         deliveries = table_stats(engine, webhook_deliveries, utcnow()).counts
         done = sum(counts.get(s, 0) for s in TERMINAL_STATUSES)
         shown = ", ".join(f"{s} {counts[s]}" for s in ORDER_STATUSES if counts.get(s))
         click.echo(f"  [{time.monotonic() - started:4.0f}s] settled {done}/{count}  ({shown})  "
-                   f"notifications {len(notifications.ids)}")
+                   f"notifications {len(notifications.ids)}, partner events {len(partner.ids)}")
         if done == count and not deliveries.get(QUEUED) and not deliveries.get(IN_FLIGHT):
             return True
         if time.monotonic() - started > DEADLINE_SECONDS:
@@ -216,8 +274,35 @@ def summary(engine: Engine, fake: FakeMtn, notifications: Notifications, count: 
     click.echo(f"reseller: {fake.create_requests} order requests, {fake.created_count} orders created; "
                f"webhooks: {answered} received, {answered - stored} duplicates ignored, "
                f"{fake.webhooks_dropped} never sent (settled from history)")
-    deliveries = table_stats(engine, webhook_deliveries, utcnow()).counts
+    deliveries = delivery_counts(engine)
     kinds = ", ".join(f"{t} {n}" for t, n in sorted(notifications.types.items()))
     bad = f", {notifications.bad} refused for a bad signature" if notifications.bad else ""
-    click.echo(f"customer notifications: {deliveries.get('delivered', 0)} delivered, {deliveries.get(DEAD, 0)} dead; "
+    click.echo(f"customer notifications: {deliveries.get((mtn_orders.name, 'delivered'), 0)} delivered, "
+               f"{deliveries.get((mtn_orders.name, DEAD), 0)} dead; "
                f"the shop verified {len(notifications.ids)} signatures ({kinds}){bad}")
+
+
+def zoho_summary(engine: Engine, zoho: FakeZoho, partner: Notifications, count: int) -> None:
+    counts = table_stats(engine, zoho_orders, utcnow()).counts
+    click.echo(f"\n{sum(counts.get(s, 0) for s in TERMINAL_STATUSES)} of {count} T2Mobile licence orders settled")
+    click.echo(f"  {'status':<10} {'orders':>6}")
+    for status in ORDER_STATUSES:
+        if counts.get(status) or status in TERMINAL_STATUSES:
+            click.echo(f"  {status:<10} {counts.get(status, 0):>6}")
+    for o in zoho_orders_in(engine, [s for s in ORDER_STATUSES if s != "completed"]):
+        click.echo(f"  {o['order_id']}  {o['status']:<9} {o['product_id']} {o['tenure']}  "
+                   f"{o['reject_reason'] or o['last_error'] or ''}")
+    went = sum(n for (to, _), n in transitions_from(engine, zoho_orders, IN_FLIGHT).items() if to == IN_DOUBT)
+    adopted = sum(n for (to, cause), n in transitions_from(engine, zoho_orders, IN_FLIGHT).items()
+                  if cause == "adopted")
+    references = Counter(order["reference_number"] for order in zoho.salesorders)
+    twice = sum(1 for n in references.values() if n > 1)
+    click.echo(f"Zoho: {zoho.api_calls} API calls ({zoho.answered_429} answered 429), {zoho.token_requests} token "
+               f"request(s); {len(references)} sales orders, {'none' if not twice else twice} created twice for "
+               f"one order; in doubt (the answer to a create was lost): {went}, adopted by reference: {adopted}")
+    deliveries = delivery_counts(engine)
+    kinds = ", ".join(f"{t} {n}" for t, n in sorted(partner.types.items()))
+    bad = f", {partner.bad} refused for a bad signature" if partner.bad else ""
+    click.echo(f"partner events: {deliveries.get((zoho_orders.name, 'delivered'), 0)} delivered, "
+               f"{deliveries.get((zoho_orders.name, DEAD), 0)} dead; T2Mobile verified {len(partner.ids)} "
+               f"signatures ({kinds}){bad}")

@@ -26,7 +26,7 @@ def show(app: App, ref: str, as_json: bool) -> None:
 
     Its transitions (cause, worker), each provider call (status, latency, response excerpt), the provider
     webhooks about it and each event sent about it with every delivery attempt. REF is the order's id or
-    its own reference (an MTN shop_order_id)."""
+    its own reference (an MTN shop_order_id, a T2Mobile order id or its Zoho sales order id)."""
     engine = app.engine()
     found: list[OrderRecord] = []
     for provider in PROVIDERS:

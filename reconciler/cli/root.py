@@ -108,6 +108,13 @@ def status(app: App, as_json: bool) -> None:
             "dead": stats.counts.get(DEAD, 0),
         }
     providers = provider_reports(engine)
+    for provider in configured_providers(app.config):
+        try:
+            details = dict(provider.status(app.config, engine, now))
+        except Exception as exc:  # one provider's report failing must not hide the rest
+            details = {"status_unavailable": f"{type(exc).__name__}: {mask_passwords(str(exc))}"}
+        if details:
+            providers[provider.name] = {**providers.get(provider.name, _open()), **details}
     if as_json:
         click.echo(json.dumps({**report, "providers": providers}, indent=2))
         return
@@ -119,7 +126,13 @@ def status(app: App, as_json: bool) -> None:
     for name, entry in providers.items():
         flow = f"PAUSED ({entry['paused_reason']}) until {entry['paused_until']}" if entry["paused"] else "open"
         balance = f", balance {entry['balance']} at {entry['balance_checked_at']}" if entry["balance"] else ""
-        click.echo(f"{name}: {flow}{balance}")
+        more = "".join(f", {key} {value}" for key, value in entry.items() if key not in _open())
+        click.echo(f"{name}: {flow}{balance}{more}")
+
+
+def _open() -> dict:
+    """A provider's report when it is neither paused nor has a balance reading."""
+    return {"paused": False, "paused_reason": None, "paused_until": None, "balance": None, "balance_checked_at": None}
 
 
 def provider_reports(engine: Engine) -> dict[str, dict]:

@@ -7,6 +7,7 @@ import re
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import click
 from sqlalchemy import Engine
@@ -154,3 +155,39 @@ class When(click.ParamType):
         except ValueError:
             self.fail(f"{value!r} is neither an ISO time nor an age like 2h or 3d", param, ctx)
         return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+class FaultKnobs(click.ParamType):
+    """`knob=value,...` of a fake provider's faults dataclass (`reconciler fake ...`), each value read as its
+    knob's type: words separated by | for a tuple, true/false for a bool, none for an optional value."""
+
+    name = "KNOB=VALUE,..."
+
+    def __init__(self, faults: type, example: str) -> None:
+        self.faults = faults
+        self.example = example
+
+    def convert(self, value, param, ctx) -> dict[str, Any]:
+        if isinstance(value, dict):
+            return value
+        defaults, knobs = self.faults(), {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            name, _, raw = item.partition("=")
+            if name.startswith("_") or not hasattr(defaults, name) or not raw:
+                self.fail(f"{item!r}: expected knob=value with a knob of {self.faults.__name__}, e.g. {self.example}",
+                          param, ctx)
+            default = getattr(defaults, name)
+            try:
+                if raw.lower() == "none" and default is None:
+                    knobs[name] = None
+                elif isinstance(default, bool):
+                    knobs[name] = {"true": True, "false": False}[raw.lower()]
+                elif isinstance(default, tuple):
+                    knobs[name] = tuple(raw.split("|"))
+                elif isinstance(default, (int, float)):
+                    knobs[name] = type(default)(raw)
+                else:
+                    knobs[name] = raw
+            except (KeyError, ValueError):
+                self.fail(f"{item!r}: {raw!r} is not a {type(default).__name__}", param, ctx)
+        return knobs

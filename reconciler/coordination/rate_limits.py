@@ -63,6 +63,15 @@ class RateLimit:
                          .values(grants=json.dumps([g / 1_000_000 for g in grants]), updated_at=now))
         return 0.0
 
+    def in_window(self, now: datetime) -> int:
+        """Grants taken in the window that ends at `now` (for status pages: no lock, no write)."""
+        if self.limit <= 0:
+            return 0
+        with self.engine.connect() as conn:
+            stored = conn.execute(select(rate_limits.c.grants).where(rate_limits.c.key == self.key)).scalar()
+        start = (now - _EPOCH).total_seconds() - self.window_seconds
+        return sum(1 for grant in json.loads(stored or "[]") if grant > start)
+
     def acquire(self, stop: threading.Event | None = None, max_wait_seconds: float | None = None) -> bool:
         """Wait for a grant. False once `stop` is set, or as soon as the wait would pass `max_wait_seconds`."""
         stop = threading.Event() if stop is None else stop

@@ -42,16 +42,27 @@ class _Row:
     expires_at: datetime | None = None
     refresh_by: str | None = None
     refresh_until: datetime | None = None
+    refresh_at: datetime | None = None
 
     def valid_at(self, moment: datetime) -> bool:
         return self.access_token is not None and self.expires_at is not None and self.expires_at > moment
+
+    def fresh_at(self, now: datetime) -> bool:
+        """Valid and not yet due for its refresh."""
+        return self.valid_at(now) and self.refresh_at is not None and self.refresh_at > now
 
     def leased_at(self, now: datetime) -> bool:
         return self.refresh_until is not None and self.refresh_until > now
 
 
 _COLUMNS = (provider_state.c.access_token, provider_state.c.token_expires_at,
-            provider_state.c.token_refresh_by, provider_state.c.token_refresh_until)
+            provider_state.c.token_refresh_by, provider_state.c.token_refresh_until, provider_state.c.token_refresh_at)
+
+
+def refresh_due(issued_at: datetime, lifetime: timedelta, ahead: timedelta) -> datetime:
+    """When a token issued at `issued_at` is refreshed: `ahead` before it expires, but never before half its
+    life (a token shorter than `ahead` would otherwise be refreshed on every use)."""
+    return issued_at + max(lifetime - ahead, lifetime / 2)
 
 
 class TokenSlot:
@@ -73,7 +84,7 @@ class TokenSlot:
         self._stored = threading.Event()
 
     def token(self) -> str:
-        """A token valid for more than refresh_ahead_seconds, or, while another replica refreshes it early,
+        """A token not yet due for its refresh (see refresh_due), or, while another replica refreshes it early,
         the still-valid current one. The wait for another's refresh is bounded in real time (wait_seconds),
         not on the injected clock, which judges only token and lease expiry."""
         deadline = time.monotonic() + self.wait_seconds
@@ -81,7 +92,7 @@ class TokenSlot:
             stored = self._stored
             now = self.clock()
             row = self._read()
-            if row.valid_at(now + self.refresh_ahead):
+            if row.fresh_at(now):
                 return row.access_token
             if not row.leased_at(now):
                 until = now + self.lease
@@ -98,6 +109,12 @@ class TokenSlot:
                                        f"{row.refresh_by} holds the refresh until {row.refresh_until}")
             stored.wait(min(POLL_SECONDS, remaining))
 
+    def expires_at(self) -> datetime | None:
+        """When the stored token expires (None: no token stored); the token itself is not read."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(provider_state.c.token_expires_at)
+                                .where(provider_state.c.provider == self.key)).scalar()
+
     def invalidate(self, token: str) -> None:
         """The provider refused `token`: forget it, but only if it is still the stored one, so many replicas
         reporting one dead token cause one refresh and a late report never throws away a newer token."""
@@ -105,7 +122,8 @@ class TokenSlot:
             forgotten = conn.execute(
                 update(provider_state).where(provider_state.c.provider == self.key,
                                              provider_state.c.access_token == token)
-                .values(access_token=None, token_expires_at=None, updated_at=self.clock())).rowcount
+                .values(access_token=None, token_expires_at=None, token_refresh_at=None,
+                        updated_at=self.clock())).rowcount
         if forgotten:
             log.info("%s: access token refused by the provider, %s forgot it", self.key, self.worker_id)
 
@@ -124,7 +142,7 @@ class TokenSlot:
                 update(p).where(p.c.provider == self.key,
                                 or_(p.c.token_refresh_until.is_(None), p.c.token_refresh_until <= now),
                                 or_(p.c.access_token.is_(None), p.c.token_expires_at.is_(None),
-                                    p.c.token_expires_at <= now + self.refresh_ahead))
+                                    p.c.token_refresh_at.is_(None), p.c.token_refresh_at <= now))
                 .values(token_refresh_by=self.worker_id, token_refresh_until=until, updated_at=now)
             ).rowcount)
 
@@ -137,8 +155,10 @@ class TokenSlot:
         except BaseException:
             self._release(until, {})
             raise
-        expires_at = started + timedelta(seconds=issued.expires_in_seconds)
-        if not self._release(until, {"access_token": issued.access_token, "token_expires_at": expires_at}):
+        lifetime = timedelta(seconds=issued.expires_in_seconds)
+        expires_at = started + lifetime
+        if not self._release(until, {"access_token": issued.access_token, "token_expires_at": expires_at,
+                                     "token_refresh_at": refresh_due(started, lifetime, self.refresh_ahead)}):
             log.warning("%s: %s refreshed the access token after its lease was taken over; kept the other",
                         self.key, self.worker_id)
             return None

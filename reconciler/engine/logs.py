@@ -5,6 +5,7 @@ logged once with its cause and then as a count, never once per poll.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
 import time
@@ -105,3 +106,12 @@ def one_line(text: object, limit: int) -> str:
     """The start of a body (or any value) on one line, for messages and listings: white space folded, at most
     `limit` characters."""
     return " ".join(str(text).split())[:limit]
+
+
+_DIGIT_RUN = re.compile(r"\+?\d[\d \-]{7,}\d")
+_EMAIL = re.compile(r"[^\s@<>()\[\],;:\"']+@[^\s@<>()\[\],;:\"']+")
+
+
+def mask_personal(text: str) -> str:
+    """Mask anything in a message that could be a phone number or an e-mail address (a provider may quote them)."""
+    return _DIGIT_RUN.sub(lambda m: mask_phone(m.group()), _EMAIL.sub(lambda m: mask_email(m.group()), text))

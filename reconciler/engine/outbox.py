@@ -7,22 +7,39 @@ the old owner is refused by the fence (`status = 'in_flight' AND locked_by = :me
 """
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-from sqlalchemy import Engine, RowMapping, Table, select, update
+from sqlalchemy import Connection, Engine, RowMapping, Table, select, update
 
 from reconciler.engine import metrics
 from reconciler.engine.clock import Clock, utcnow
 from reconciler.engine.drivers import driver_for
 from reconciler.engine.drivers.common import IN_FLIGHT_SQL, Transition, record_history
 from reconciler.engine.events import Event, emit_events
+from reconciler.engine.logs import one_line
 from reconciler.engine.schema import DEAD, IN_DOUBT, IN_FLIGHT, QUEUED
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What a finishing step adds to its outcome: more columns, more events."""
+
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    events: tuple[Event, ...] = ()
+
+
+# Writes that must stand or fall with the outcome (a licence provisioned with the order's completion): run in the
+# finalise transaction, only while the row's lease still holds, given that connection and the finalise time.
+FinishStep = Callable[[Connection, datetime], Completion]
 
 
 @dataclass(frozen=True)
@@ -34,6 +51,7 @@ class Outcome:
     cause: str
     fields: Mapping[str, Any] = field(default_factory=dict)
     events: tuple[Event, ...] = ()  # queued for delivery only if this outcome is written
+    finish: FinishStep | None = None  # run in the finalise transaction, only if this outcome is written
 
 
 StepHook = Callable[[Mapping[str, Any], Outcome], None]  # (the row as read before, the outcome written)
@@ -79,6 +97,7 @@ class OutboxPolicy:
 class FinaliseResult:
     finalised: list[int]
     lost: list[int]  # this worker's lease had been rescued: the outcome was not written
+    written: Mapping[int, Outcome] = field(default_factory=dict)  # as written, with what finish steps added
 
 
 class Outbox:
@@ -123,21 +142,23 @@ class Outbox:
     # -- finalise ----------------------------------------------------------------------------
 
     def finalise(self, outcomes: Sequence[Outcome]) -> FinaliseResult:
-        """Write many outcomes in one transaction, only for rows this worker still holds (the fence)."""
+        """Write many outcomes in one transaction, only for rows this worker still holds (the fence).
+
+        An outcome's finish step runs first, in the same transaction, on its row locked and still held by this
+        worker; what it adds is written with the outcome. A finish step that raises undoes only its own writes:
+        its row goes `dead` with the error (a person must look), and the other outcomes are written."""
         by_id = {o.row_id: o for o in outcomes}  # the last word on a row wins
         if not by_id:
             return FinaliseResult([], [])
         now = self.clock()
-        groups: dict[tuple[str, ...], list[Outcome]] = {}
-        for outcome in by_id.values():
-            groups.setdefault(tuple(sorted(outcome.fields)), []).append(outcome)
         owned: set[int] = set()
-        if len(groups) == 1 and not any(o.events for o in by_id.values()):  # one statement, nothing else
-            [(fields, group)] = groups.items()
+        if not any(o.events or o.finish for o in by_id.values()) and len(_groups(by_id.values())) == 1:
+            [(fields, group)] = _groups(by_id.values()).items()  # one statement, nothing else
             owned.update(self._queries.finalise_alone(group, fields, self.worker_id, now))
         else:
             with self.engine.begin() as conn:
-                for fields, group in groups.items():
+                by_id.update(self._finish(conn, [o for o in by_id.values() if o.finish], now))
+                for fields, group in _groups(by_id.values()).items():
                     owned.update(self._queries.finalise(conn, group, fields, self.worker_id, now))
                 emit_events(conn, self.name, [e for o in by_id.values() if o.row_id in owned for e in o.events], now)
         for status, count in Counter(by_id[row_id].status for row_id in owned).items():
@@ -147,7 +168,34 @@ class Outbox:
         lost = sorted(set(by_id) - owned)
         if lost:
             metrics.OUTBOX_FENCED.labels(self.name).inc(len(lost))
-        return FinaliseResult(sorted(owned), lost)
+        return FinaliseResult(sorted(owned), lost, {row_id: by_id[row_id] for row_id in owned})
+
+    def _finish(self, conn: Connection, finishing: Sequence[Outcome], now: datetime) -> dict[int, Outcome]:
+        """Run the finish steps of the rows this worker still holds (locked until commit, so the rescuer
+        cannot take them meanwhile); the outcomes with what the steps added. A lost row's step never runs."""
+        if not finishing:
+            return {}
+        t = self.table
+        held = set(conn.scalars(select(t.c.id).where(
+            t.c.id.in_([o.row_id for o in finishing]), t.c.status == IN_FLIGHT_SQL,
+            t.c.locked_by == self.worker_id).with_for_update()))
+        finished: dict[int, Outcome] = {}
+        for outcome in finishing:
+            if outcome.row_id not in held:
+                continue
+            assert outcome.finish is not None
+            try:
+                with conn.begin_nested():
+                    added = outcome.finish(conn, now)
+            except Exception as exc:  # one row's failure must not hold up the others
+                log.exception("%s row %s: finishing its %s outcome failed", self.name, outcome.row_id,
+                              outcome.status)
+                error = one_line(f"finishing as {outcome.status} failed: {type(exc).__name__}: {exc}", 500)
+                finished[outcome.row_id] = Outcome(outcome.row_id, DEAD, "finish_failed", {"last_error": error})
+                continue
+            finished[outcome.row_id] = replace(outcome, fields={**outcome.fields, **added.fields},
+                                               events=outcome.events + tuple(added.events), finish=None)
+        return finished
 
     def retry(self, row: Mapping[str, Any], error: str, cause: str = "retry",
               delay_seconds: float | None = None) -> Outcome:
@@ -224,6 +272,14 @@ class Outbox:
         return [row_id for row_id, *_ in rescued]
 
 
+def _groups(outcomes: Iterable[Outcome]) -> dict[tuple[str, ...], list[Outcome]]:
+    """Outcomes by the columns they set: each group is one statement."""
+    groups: dict[tuple[str, ...], list[Outcome]] = {}
+    for outcome in outcomes:
+        groups.setdefault(tuple(sorted(outcome.fields)), []).append(outcome)
+    return groups
+
+
 def requeue(engine: Engine, table: Table, row_ids: Sequence[int], actor: str, cause: str,
             now: datetime, *, statuses: Sequence[str] | None = None,
             reset: Mapping[str, Any] | None = None) -> list[int]:
@@ -295,9 +351,9 @@ class Batch:
         self.outbox.release(self.unstarted())
 
     def written(self) -> list[Outcome]:
-        """After close: the outcomes that were written (the last one recorded per row; none lost to the fence)."""
-        last = {outcome.row_id: outcome for outcome in self._outcomes}
-        return [last[row_id] for row_id in self.result.finalised]
+        """After close: the outcomes that were written (the last one recorded per row, with what its finish step
+        added; none lost to the fence)."""
+        return [self.result.written[row_id] for row_id in self.result.finalised]
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()

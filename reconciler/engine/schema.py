@@ -131,10 +131,16 @@ zoho_orders = Table(
     Column("activation_reference", Text),
     Column("expiry_date", UTCDateTime),
     Column("reject_reason", Text),
+    # Set (fenced) right before a sales order is first requested: from then on, search before any create.
+    Column("submitted_at", UTCDateTime),
+    Column("completed_at", UTCDateTime),
     Column("subscription_id", BigInteger().with_variant(Integer, "sqlite")),  # no FK: subscriptions refers here
     Column("renewal", Boolean, nullable=False, server_default=text("false")),
     _status_check("zoho_orders", ORDER_STATUSES),
     *_lease_indexes("zoho_orders"),
+    _partial_index("zoho_orders_salesorder_idx", "zoho_salesorder_id IS NOT NULL", "zoho_salesorder_id",
+                   unique=True),
+    _partial_index("zoho_orders_in_doubt_idx", f"status = '{IN_DOUBT}'", "updated_at"),
     _partial_index("zoho_orders_renewal_idx", "renewal", "id"),
 )
 
@@ -286,6 +292,7 @@ provider_state = Table(
     Column("updated_at", UTCDateTime, nullable=False, server_default=NOW),
     Column("token_refresh_by", Text),
     Column("token_refresh_until", UTCDateTime),
+    Column("token_refresh_at", UTCDateTime),
 )
 
 pauses = Table(
@@ -304,6 +311,14 @@ rate_limits = Table(
     "rate_limits", metadata,
     Column("key", Text, primary_key=True),
     Column("grants", Text, nullable=False, server_default=text("'[]'")),
+    Column("updated_at", UTCDateTime, nullable=False, server_default=NOW),
+)
+
+quotas = Table(
+    "quotas", metadata,
+    Column("key", Text, primary_key=True),
+    Column("day", Text, nullable=False, server_default=text("''")),
+    Column("used", Integer, nullable=False, server_default=text("0")),
     Column("updated_at", UTCDateTime, nullable=False, server_default=NOW),
 )
 

@@ -75,9 +75,10 @@ class Response:
 Route = Callable[[Request], Response]
 Routes = dict[tuple[str, str], Route]
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+WsgiApp = Callable[[dict, StartResponse], Iterable[bytes]]
 
 
-def wsgi_app(routes: Routes, max_body_bytes: int) -> Callable[[dict, StartResponse], Iterable[bytes]]:
+def wsgi_app(routes: Routes, max_body_bytes: int) -> WsgiApp:
     """The routing layer: a (method, path) table, where a path segment `{name}` matches any one segment, so a
     dozen routes need no framework."""
     table = _RouteTable(routes)
@@ -247,13 +248,16 @@ class HttpListener:
     port, read back from .port). waitress rather than http.server: it parses requests strictly, answers what it
     cannot parse, buffers bodies before a handler thread sees them, and bounds threads and connections."""
 
-    def __init__(self, host: str, port: int, max_body_bytes: int, routes: Routes, *,
+    def __init__(self, host: str, port: int, max_body_bytes: int, routes: Routes | WsgiApp, *,
                  threads: int = HANDLER_THREADS, request_deadline_seconds: float = REQUEST_DEADLINE_SECONDS) -> None:
+        """`routes`: the exact (method, path) table, or a WSGI app of its own (a fake provider whose paths hold
+        ids) served with the same server rules."""
         adjustments = Adjustments(
             host=host, port=port, threads=threads, max_request_body_size=max_body_bytes + 1,
             channel_timeout=max(request_deadline_seconds, 1), cleanup_interval=min(request_deadline_seconds, 1),
             ident="reconciler", expose_tracebacks=False, clear_untrusted_proxy_headers=False)
-        self.server = _Server(wsgi_app(routes, max_body_bytes), adj=adjustments)
+        app = routes if callable(routes) else wsgi_app(routes, max_body_bytes)
+        self.server = _Server(app, adj=adjustments)
         self.server.request_deadline = request_deadline_seconds
         self._thread = threading.Thread(target=self.server.run, name=f"http-{self.port}", daemon=True)
 

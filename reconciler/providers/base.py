@@ -3,7 +3,7 @@ http, coordination and webhooks packages never import a provider."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Protocol, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 import click
 from prometheus_client.metrics import MetricWrapperBase
@@ -54,6 +54,10 @@ class Provider(Protocol):
 
     def metrics(self) -> Sequence[MetricWrapperBase]:
         """Its Prometheus metrics (the engine's and the webhooks' are shared by all)."""
+
+    def status(self, config: Config, engine: Engine, now: datetime) -> Mapping[str, Any]:
+        """What `reconciler status` shows of it beyond its pause and balance (e.g. its API usage and token
+        expiry; never a secret), as plain values; empty when there is nothing more."""
 
     def resume(self, engine: Engine, by: str, now: datetime) -> Pause | None:
         """`reconciler resume <name>`: end its pause now, whatever the reason, recorded with who did it (`by`);

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Sequence
 
-from sqlalchemy import Engine, RowMapping, insert, or_, select
+from sqlalchemy import Engine, RowMapping, func, insert, or_, select
 
 from reconciler.config import Config
 from reconciler.engine.outbox import OutboxPolicy
@@ -36,6 +36,14 @@ def find_deliveries(engine: Engine, *, status: str | None = None, order_ref: str
         query = query.limit(limit)
     with engine.connect() as conn:
         return list(conn.execute(query).mappings())
+
+
+def delivery_counts(engine: Engine) -> dict[tuple[str, str], int]:
+    """Deliveries by (order_table, status): which flow's events went, which wait, which are dead."""
+    with engine.connect() as conn:
+        return {(table, status): count for table, status, count in conn.execute(
+            select(deliveries.c.order_table, deliveries.c.status, func.count())
+            .group_by(deliveries.c.order_table, deliveries.c.status))}
 
 
 def attempts_of(engine: Engine, delivery_ids: Sequence[int]) -> dict[int, list[RowMapping]]:

@@ -114,6 +114,19 @@ def test_token_is_reused_while_valid_and_refreshed_once_ahead_of_expiry(engine, 
     assert server.calls == 2
 
 
+def test_a_token_shorter_than_the_refresh_ahead_time_is_refreshed_at_half_its_life(engine, server, clock):
+    def short() -> IssuedToken:  # a provider issuing 120 s tokens while the slot refreshes 300 s ahead
+        return IssuedToken(fetch_token(server.url).access_token, 120.0)
+
+    slot, other = (make_slot(engine, server, worker, refresh=short, clock=clock) for worker in ("w1", "w2"))
+    assert [slot.token(), other.token(), slot.token()] == ["tok-1"] * 3
+    clock.advance(59)
+    assert other.token() == "tok-1" and server.calls == 1
+    clock.advance(2)
+    assert [other.token(), slot.token()] == ["tok-2", "tok-2"]
+    assert server.calls == 2
+
+
 def test_a_refused_token_reported_by_many_replicas_is_refreshed_once(engine, server, clock):
     slots = [make_slot(engine, server, f"w{i}", clock=clock) for i in range(10)]
     assert slots[0].token() == "tok-1"

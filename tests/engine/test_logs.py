@@ -21,7 +21,7 @@ from reconciler.config import Config
 from reconciler.engine.daemon import JobRunner
 from reconciler.engine.db import normalise_url
 from reconciler.engine.job import Job
-from reconciler.engine.logs import RepeatedFailure, configure_logging, mask_email, mask_phone
+from reconciler.engine.logs import RepeatedFailure, configure_logging, mask_email, mask_personal, mask_phone
 from reconciler.engine.schema import api_calls
 from reconciler.http.audit import ApiCall, AuditLog
 
@@ -199,13 +199,21 @@ def test_reconciler_run_logs_one_json_object_per_line(tmp_path) -> None:
     assert all(set(r) >= {"time", "level", "logger", "message"} for r in records)
 
 
-def test_phones_are_masked_for_logs():
+def test_phones_are_masked_for_logs() -> None:
     assert mask_phone("0241234567") == "024****567"
     assert "1234" not in mask_phone("0241234567")
     assert mask_phone("123") == "***"
 
 
 @pytest.mark.parametrize("email, masked", [
-    ("ada.lovelace@example.com", "a***@example.com"), ("x@y.io", "x***@y.io"), ("", "***"), ("not-an-email", "***")])
-def test_emails_are_masked_for_logs(email, masked):
+    ("ada.lovelace@example.com", "a***@example.com"), ("x@y.io", "x***@y.io"), ("", "***"), ("not-an-email", "***"),
+    (None, "***")])
+def test_emails_are_masked_for_logs(email, masked) -> None:
     assert mask_email(email) == masked
+
+
+def test_a_provider_message_quoting_a_customer_is_masked() -> None:
+    said = "Contact ada.lovelace@example.com (phone +234 803 123 4567) already exists"
+    masked = mask_personal(said)
+    assert masked == "Contact a***@example.com (phone +23***********567) already exists"
+    assert "lovelace" not in masked and "123 4567" not in masked

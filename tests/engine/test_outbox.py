@@ -15,7 +15,7 @@ from reconciler.engine.clock import utcnow
 from reconciler.engine.db import make_engine
 from reconciler.engine.drivers.postgres import PostgresQueries, hot_path_engine
 from reconciler.engine.events import NOTIFY, Event
-from reconciler.engine.outbox import Outbox, Outcome
+from reconciler.engine.outbox import Completion, Outbox, Outcome
 from reconciler.engine.schema import mtn_orders, status_history, webhook_deliveries
 from reconciler.engine.stats import table_stats
 
@@ -134,6 +134,73 @@ def test_a_worker_whose_rescued_row_was_claimed_again_by_another_cannot_finalise
         assert (after["status"], after["locked_by"], after["provider_order_id"]) == ("in_flight", "w2", None)
         assert history(engine, i)[-1] == ("queued", "in_flight", "claimed", "w2")
     assert table_stats(engine, webhook_deliveries, clock.now).counts == {}  # no event of an unwritten outcome
+
+
+def finishing_step(calls: list, provider_status: str = "provisioned"):
+    """A finish step that writes a row of its own (a status_history note, standing for a licence) and adds a
+    column and an event to its outcome."""
+    def finish(conn, now):
+        calls.append(now)
+        conn.execute(status_history.insert().values(table_name="licences", row_id=1, to_status="active",
+                                                    cause="provisioned", created_at=now))
+        return Completion({"provider_status": provider_status},
+                          (Event("order.completed", NOTIFY, "https://shop.example/hook", "shop-0"),))
+    return finish
+
+
+def provisioned(engine) -> int:
+    with engine.connect() as conn:
+        return len(conn.execute(select(status_history.c.id).where(status_history.c.table_name == "licences")).all())
+
+
+def test_a_finish_step_writes_with_its_outcome_in_the_same_transaction(engine, clock):
+    [order] = add_mtn_orders(engine, 1, due_at=clock.now)
+    box = outbox(engine, clock)
+    box.claim(1)
+    calls: list = []
+    result = box.finalise([Outcome(order, "completed", "adopted", {"provider_order_id": "7"},
+                                   finish=finishing_step(calls))])
+    assert result.finalised == [order] and calls == [clock.now]
+    after = row(engine, order)
+    assert (after["status"], after["provider_order_id"], after["provider_status"]) == ("completed", "7", "provisioned")
+    assert provisioned(engine) == 1
+    assert table_stats(engine, webhook_deliveries, clock.now).counts == {"queued": 1}
+    written = result.written[order]  # what a job logs as the order's step: with what the step added
+    assert (written.fields["provider_status"], len(written.events), written.finish) == ("provisioned", 1, None)
+
+
+def test_a_finish_step_never_runs_for_a_row_whose_lease_was_lost(engine, clock):
+    [order] = add_mtn_orders(engine, 1, due_at=clock.now)
+    slow = outbox(engine, clock, "slow-worker", rescue_status="in_doubt")
+    slow.claim(1)
+    clock.advance(61)
+    assert outbox(engine, clock, "rescuer", rescue_status="in_doubt").rescue_expired() == [order]
+    calls: list = []
+    result = slow.finalise([Outcome(order, "completed", "adopted", finish=finishing_step(calls))])
+    assert result.lost == [order] and calls == []
+    assert provisioned(engine) == 0 and row(engine, order)["status"] == "in_doubt"
+    assert table_stats(engine, webhook_deliveries, clock.now).counts == {}
+
+
+def test_a_finish_step_that_raises_undoes_its_writes_and_makes_only_its_row_dead(engine, clock):
+    broken, fine = add_mtn_orders(engine, 2, due_at=clock.now)
+    box = outbox(engine, clock)
+    box.claim(2)
+
+    def explode(conn, now):
+        conn.execute(status_history.insert().values(table_name="licences", row_id=2, to_status="active",
+                                                    cause="half done", created_at=now))
+        raise RuntimeError("licence table refused it")
+
+    result = box.finalise([Outcome(broken, "completed", "adopted", finish=explode),
+                           Outcome(fine, "completed", "adopted", finish=finishing_step([]))])
+    assert result.finalised == [broken, fine]
+    dead = row(engine, broken)
+    assert (dead["status"], dead["last_error"]) == (
+        "dead", "finishing as completed failed: RuntimeError: licence table refused it")
+    assert history(engine, broken)[-1] == ("in_flight", "dead", "finish_failed", "w1")
+    assert row(engine, fine)["status"] == "completed"
+    assert provisioned(engine) == 1  # the fine row's; the broken row's half-done write was undone
 
 
 def test_rescued_leases_of_a_resendable_table_are_retried_with_backoff(engine, clock):

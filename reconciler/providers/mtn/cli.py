@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator, Mapping
 import click
 from sqlalchemy import Engine
 
-from reconciler.cli.support import App, When, actor
+from reconciler.cli.support import App, FaultKnobs, When, actor
 from reconciler.engine.clock import utcnow
 from reconciler.engine.schema import COMPLETED, IN_DOUBT, IN_FLIGHT, QUEUED, SUBMITTED
 from reconciler.providers.mtn.account import MtnAccount
@@ -167,35 +167,6 @@ def _find(engine: Engine, ref: str) -> Mapping:
     return order
 
 
-class Faults(click.ParamType):
-    """`knob=value,...` of MtnFaults, each value read as its knob's type (words separated by |)."""
-
-    name = "KNOB=VALUE,..."
-
-    def convert(self, value, param, ctx) -> dict[str, Any]:
-        if isinstance(value, dict):
-            return value
-        defaults, knobs = MtnFaults(), {}
-        for item in filter(None, (part.strip() for part in value.split(","))):
-            name, _, raw = item.partition("=")
-            if name.startswith("_") or not hasattr(defaults, name) or not raw:
-                self.fail(f"{item!r}: expected knob=value with a knob of MtnFaults, e.g. error_5xx_rate=0.1", param,
-                          ctx)
-            default = getattr(defaults, name)
-            try:
-                if isinstance(default, bool):
-                    knobs[name] = {"true": True, "false": False}[raw.lower()]
-                elif isinstance(default, tuple):
-                    knobs[name] = tuple(raw.split("|"))
-                elif isinstance(default, (int, float)):
-                    knobs[name] = type(default)(raw)
-                else:
-                    knobs[name] = raw
-            except (KeyError, ValueError):
-                self.fail(f"{item!r}: {raw!r} is not a {type(default).__name__}", param, ctx)
-        return knobs
-
-
 @click.command("mtn")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (0.0.0.0 in a container, so the daemon's container reaches it).")
@@ -207,7 +178,7 @@ class Faults(click.ParamType):
               help="The reseller balance to start with.")
 @click.option("--settle-after", default=3.0, show_default=True, type=click.FloatRange(min=0),
               help="Seconds until an order is completed (or failed, see --faults failure_rate).")
-@click.option("--faults", "knobs", type=Faults(), default="",
+@click.option("--faults", "knobs", type=FaultKnobs(MtnFaults, "error_5xx_rate=0.1"), default="",
               help="Misbehaviour, e.g. 'error_5xx_rate=0.1,webhook_drop_rate=0.2,failure_rate=0.05' "
                    "(every field of MtnFaults).")
 def fake_mtn(host: str, port: int, webhook_url: str, initial_balance: float, settle_after: float,

@@ -5,10 +5,9 @@ names the shop's reference; the phone is masked, here and in any reseller messag
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any, Mapping
 
-from reconciler.engine.logs import mask_phone
+from reconciler.engine.logs import mask_personal, mask_phone
 from reconciler.engine.outbox import Outcome
 from reconciler.engine.schema import COMPLETED, DEAD, FAILED, IN_DOUBT, QUEUED, REJECTED, SUBMITTED
 from reconciler.providers.mtn.phones import RecipientRejected, normalise_phone
@@ -16,7 +15,6 @@ from reconciler.providers.mtn.phones import RecipientRejected, normalise_phone
 log = logging.getLogger(__name__)
 _STEPS = {SUBMITTED: "submitted", IN_DOUBT: "in doubt", COMPLETED: "completed", FAILED: "failed",
           REJECTED: "rejected", DEAD: "dead"}
-_DIGIT_RUN = re.compile(r"\+?\d[\d \-]{7,}\d")
 
 
 def log_step(order: Mapping[str, Any], outcome: Outcome) -> None:
@@ -33,7 +31,7 @@ def log_step(order: Mapping[str, Any], outcome: Outcome) -> None:
     details.append(f"cause {outcome.cause}")
     error = outcome.fields.get("last_error")
     log.info("MTN order %s %s (%s)%s", order["shop_order_id"], step, ", ".join(details),
-             f": {mask_digits(error)}" if error else "",
+             f": {mask_personal(error)}" if error else "",
              extra={"order_ref": order["shop_order_id"], "order_table": "mtn_orders", "order_id": order["id"],
                     "step": step, "from_status": order["status"], "cause": outcome.cause, "phone": phone})
 
@@ -44,11 +42,6 @@ def masked_phone(order: Mapping[str, Any]) -> str:
         return mask_phone(normalise_phone(raw))
     except RecipientRejected:
         return mask_phone(raw)
-
-
-def mask_digits(text: str) -> str:
-    """Mask anything that could be a phone number in a message (a reseller may quote the recipient)."""
-    return _DIGIT_RUN.sub(lambda m: mask_phone(m.group()), text)
 
 
 def _step(outcome: Outcome) -> str | None:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import click
 from prometheus_client.metrics import MetricWrapperBase
@@ -74,6 +74,9 @@ class MtnProvider:
     def metrics(self) -> Sequence[MetricWrapperBase]:
         return [metrics.PROVIDER_BALANCE, metrics.BALANCE_ALERT_THRESHOLD, metrics.MTN_SUBMISSIONS, metrics.MTN_SETTLED,
                 metrics.MTN_RECONCILE_RUNS]
+
+    def status(self, config: Config, engine: Engine, now: datetime) -> Mapping[str, Any]:
+        return {}  # its pause and balance are in provider_state, which `status` shows for every provider
 
     def resume(self, engine: Engine, by: str, now: datetime) -> Pause | None:
         return resume_by_hand(engine, by, now)

@@ -12,7 +12,7 @@ import sys
 import time
 from collections import Counter
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Table, func, insert, select
 
 from reconciler.engine.migrate import migrate
 from reconciler.engine.schema import TERMINAL_STATUSES, mtn_orders
@@ -99,12 +99,12 @@ webhooks:
     assert len(created) == sum(1 for s in statuses.values() if s in ("completed", "failed"))
 
 
-def wait_until_settled(engine, deadline_seconds: float) -> dict[str, str]:
-    """Poll the database (the daemon is another process) until every order is final or time is up."""
+def wait_until_settled(engine, deadline_seconds: float, table: Table = mtn_orders) -> dict[int, str]:
+    """Poll the database (the daemon is another process) until every order is final or time is up; status by id."""
     deadline = time.monotonic() + deadline_seconds
     while True:
         with engine.connect() as conn:
-            statuses = dict(conn.execute(select(mtn_orders.c.shop_order_id, mtn_orders.c.status)).all())
+            statuses = dict(conn.execute(select(table.c.id, table.c.status)).all())
         if set(statuses.values()) <= set(TERMINAL_STATUSES) or time.monotonic() > deadline:
             return statuses
         time.sleep(0.2)
