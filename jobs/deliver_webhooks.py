@@ -16,7 +16,7 @@ from reconciler.engine.events import NOTIFY, PARTNER
 from reconciler.engine.job import JobContext
 from reconciler.engine.logs import one_line
 from reconciler.engine.outbox import Batch, Outbox, Outcome
-from reconciler.engine.schema import DEAD, webhook_deliveries
+from reconciler.engine.schema import DEAD, DELIVERED, webhook_deliveries
 from reconciler.webhooks import metrics as webhook_metrics
 from reconciler.webhooks.deliveries import log_attempt
 from reconciler.webhooks.endpoints import EndpointState, disable, load_states, pause_key, record_result, take_probe
@@ -24,7 +24,6 @@ from reconciler.webhooks.sender import AttemptResult, WebhookSender, undeliverab
 from reconciler.webhooks.signing import signature_headers
 
 log = logging.getLogger(__name__)
-DELIVERED = "delivered"
 
 
 class DeliverWebhooks:

@@ -55,8 +55,8 @@ def check_renewals(engine: Engine, config: Config, clock: Clock) -> RenewalCheck
             unrepaired += 1
             continue
         if licence is None:
-            log.error("order %s: completed as a renewal of %s %s, but no licence is there to extend; a person must "
-                      "look", order["order_id"], order["customer_id"], order["product_id"])
+            log.error("order %s: completed as a renewal of %s %s, but there is no licence to extend (none, or "
+                      "revoked); a person must look", order["order_id"], order["customer_id"], order["product_id"])
             licence_metrics.LICENCE_EXTENSIONS_REPAIRED.labels("no_licence").inc()
             unrepaired += 1
             continue

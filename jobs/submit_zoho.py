@@ -77,7 +77,7 @@ class SubmitZoho:
                 rows = {row["id"]: row for row in batch.rows}
                 for outcome in batch.written():
                     log_step(rows[outcome.row_id], outcome)
-                if probing and batch.written() and not _held_back(batch):  # Zoho answered the probe: open the flow
+                if probing and _answered(batch):  # Zoho answered the probe: open the flow for every replica
                     Pauses(ctx.engine).resume(PAUSE_KEY, ctx.clock())
                 if len(batch.rows) < batch_size or _held_back(batch):
                     return
@@ -176,6 +176,11 @@ class SubmitZoho:
 
 def _held_back(batch: Batch) -> bool:
     return any(outcome.cause == PROVIDER_PAUSED for outcome in batch.written())
+
+
+def _answered(batch: Batch) -> bool:
+    """Did Zoho take the batch's calls (not refuse them all, nor were there none: a rejected order calls nothing)?"""
+    return any(o.status != REJECTED and o.cause not in (PROVIDER_PAUSED, LEASE_TOO_SHORT) for o in batch.written())
 
 
 def _ref(row: Mapping) -> OrderRef:

@@ -20,6 +20,7 @@ from reconciler.engine.clock import Clock, utcnow
 from reconciler.engine.daemon import Daemon, new_worker_id
 from reconciler.engine.job import Job, JobContext
 from reconciler.engine.outbox import OutboxPolicy
+from reconciler.http import metrics as http_metrics
 from reconciler.http.admin import Probe, admin_listener, database_not_ready
 from reconciler.http.listener import HttpListener, Route
 from reconciler.providers.base import Provider, RouteKey
@@ -51,8 +52,8 @@ def jobs(config: Config) -> list[Job]:
 
 
 def metrics() -> list[MetricWrapperBase]:
-    """Every metric the daemon exports: the engine's, the webhooks' and each provider's."""
-    shared = [m for module in (engine_metrics, webhook_metrics) for m in vars(module).values()
+    """Every metric the daemon exports: the engine's, the provider calls', the webhooks' and each provider's."""
+    shared = [m for module in (engine_metrics, http_metrics, webhook_metrics) for m in vars(module).values()
               if isinstance(m, MetricWrapperBase)]
     return shared + [m for provider in PROVIDERS for m in provider.metrics()]
 

@@ -425,8 +425,17 @@ def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | 
     return config
 
 
+# The key that switches a provider's flow on, and the keys it cannot work without: a flow half configured is a
+# mistake to stop at, not a flow that fails on every call.
+FLOW_KEYS = {
+    "mtn.base_url": ("mtn.api_key",),
+    "zoho.organization_id": ("zoho.client_id", "zoho.client_secret", "zoho.refresh_token", "partner.webhook_url"),
+}
+
+
 def _check_relations(config: Config) -> None:
-    """Rules between keys. A lease must outlast one unit of work, or no work would ever start."""
+    """Rules between keys. A lease must outlast one unit of work, or no work would ever start; a provider's flow
+    is configured whole or not at all."""
     delivery = config.webhooks.connect_timeout_seconds + config.webhooks.timeout_seconds
     if config.daemon.lease_seconds <= delivery:
         raise ConfigError(f"daemon.lease_seconds: must be longer than webhooks.connect_timeout_seconds + "
@@ -437,6 +446,11 @@ def _check_relations(config: Config) -> None:
         if config.daemon.lease_seconds <= call:
             raise ConfigError(f"daemon.lease_seconds: must be longer than {provider}.connect_timeout_seconds + "
                               f"{provider}.request_timeout_seconds ({call:g}), got {config.daemon.lease_seconds:g}")
+    for switch, needed in FLOW_KEYS.items():
+        missing = [key for key in needed if not config.value(key)]
+        if config.value(switch) and missing:
+            raise ConfigError(f"{missing[0]}: must be set when {switch} is (variable {env_var_for(missing[0])}); "
+                              f"missing: {', '.join(missing)}; or leave {switch} empty to switch the flow off")
 
 
 def _read_file(path: Path) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -46,14 +47,21 @@ def test_the_rule_reader_sees_imports_inside_functions(tmp_path: Path) -> None:
     assert imports(sample) == [("reconciler.providers.mtn.client", ["MtnClient"])]
 
 
-def test_the_readme_lists_every_metric_the_daemon_exports() -> None:
+def readme_metric_catalogue() -> dict[str, tuple[str, frozenset[str]]]:
+    """The README's metric table: name -> (type, labels)."""
+    rows = re.findall(r"^\| `(reconciler_\w+)` \| (\w+) \|\s*([\w, ]*?)\s*\|", (ROOT / "README.md").read_text(), re.M)
+    return {name: (kind, frozenset(label.strip() for label in labels.split(",") if label.strip()))
+            for name, kind, labels in rows}
+
+
+def test_the_readme_lists_every_metric_the_daemon_exports_with_its_type_and_labels() -> None:
     from reconciler.app import metrics
 
-    readme = (ROOT / "README.md").read_text()
-    names = [family.name + ("_total" if family.type == "counter" else "")
-             for metric in metrics() for family in metric.describe()]
-    assert len(names) > 20
-    assert [name for name in names if name not in readme] == []
+    exported = {family.name + ("_total" if family.type == "counter" else ""): (family.type, frozenset(m._labelnames))
+                for m in metrics() for family in m.describe()}
+    catalogue = readme_metric_catalogue()
+    assert len(exported) > 20
+    assert {name: kind for name, kind in exported.items() if catalogue.get(name) != kind} == {}
 
 
 def test_jobs_open_no_transaction_of_their_own() -> None:

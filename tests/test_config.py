@@ -1,6 +1,7 @@
 """Configuration: defaults, the documented config.yaml, ${ENV} references, overrides and clear errors."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -86,6 +87,14 @@ def test_env_references_and_overrides(tmp_path):
     ("daemon:\n  lease_seconds: 25\nmtn:\n  request_timeout_seconds: 30\n", {},
      "daemon.lease_seconds: must be longer than mtn.connect_timeout_seconds"),
     ("mtn:\n  check_network_prefix: maybe\n", {}, "mtn.check_network_prefix: expected true or false, got 'maybe'"),
+    ("mtn:\n  base_url: https://reseller.example\n", {},
+     "mtn.api_key: must be set when mtn.base_url is (variable RECONCILER_MTN_API_KEY)"),
+    ("zoho:\n  organization_id: '1234'\n", {"RECONCILER_ZOHO_CLIENT_ID": "cid"},
+     "zoho.client_secret: must be set when zoho.organization_id is (variable RECONCILER_ZOHO_CLIENT_SECRET); "
+     "missing: zoho.client_secret, zoho.refresh_token, partner.webhook_url"),
+    ("", {"RECONCILER_ZOHO_ORGANIZATION_ID": "1234", "RECONCILER_ZOHO_CLIENT_ID": "cid",
+          "RECONCILER_ZOHO_CLIENT_SECRET": "s", "RECONCILER_ZOHO_REFRESH_TOKEN": "r"},
+     "partner.webhook_url: must be set when zoho.organization_id is"),
     ("mtn:\n  bundles: {}\n", {}, "mtn.bundles: must list at least one size > 0, each with a price > 0"),
     ("mtn:\n  bundles:\n    1.5: 5\n", {}, "mtn.bundles: expected sizes with prices, like 1:5,2:10, got {1.5: 5}"),
     ("", {"RECONCILER_MTN_BUNDLES": "5GB"}, "mtn.bundles: expected sizes with prices, like 1:5,2:10, got '5GB'"),
@@ -96,6 +105,27 @@ def test_a_bad_value_names_its_key(tmp_path, body, env, message):
         load_config(write(tmp_path, body), env=env)
     assert str(caught.value).startswith(message)
     assert "\n" not in str(caught.value)
+
+
+def test_a_provider_configured_whole_or_not_at_all_loads(tmp_path):
+    zoho = {"RECONCILER_ZOHO_ORGANIZATION_ID": "1234", "RECONCILER_ZOHO_CLIENT_ID": "cid",
+            "RECONCILER_ZOHO_CLIENT_SECRET": "s", "RECONCILER_ZOHO_REFRESH_TOKEN": "r",
+            "RECONCILER_PARTNER_WEBHOOK_URL": "https://t2.example/hooks",
+            "RECONCILER_MTN_BASE_URL": "https://reseller.example", "RECONCILER_MTN_API_KEY": "k"}
+    assert load_config(None, env=zoho).zoho.organization_id == "1234"
+    assert load_config(None, env={}).mtn.base_url == ""
+
+
+def test_a_half_configured_provider_stops_the_daemon_with_exit_2_and_one_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "reconciler", "run"], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "RECONCILER_MTN_BASE_URL": "https://reseller.example",
+                               "RECONCILER_MTN_API_KEY": "", "RECONCILER_DATABASE_URL": f"sqlite:///{tmp_path}/x.db"},
+                          cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "config error: mtn.api_key: must be set when mtn.base_url is (variable RECONCILER_MTN_API_KEY); missing: "
+        "mtn.api_key; or leave mtn.base_url empty to switch the flow off"]
+    assert not (tmp_path / "x.db").exists()
 
 
 def test_a_lease_need_not_outlast_the_calls_of_a_flow_that_is_off(tmp_path):

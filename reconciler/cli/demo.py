@@ -4,8 +4,10 @@ A temporary SQLite database; the built-in fake reseller misbehaving moderately (
 out after the order was created, PHP warnings before the JSON, webhooks dropped and duplicated, a few
 failed deliveries); the built-in fake Zoho misbehaving too (429s, a 500, a sales order created whose answer
 never comes); the public webhook listener; a receiver for the customer notifications and one for T2Mobile's
-events, each verifying every signature; and the daemon with every job, all on 127.0.0.1. Orders are inserted
-as a shop (and T2Mobile) would; the demo watches until each one is settled (in-doubt ones by reconciliation
+events, each verifying every signature; and the daemon with every job, all on 127.0.0.1. The shop's orders are
+inserted as a shop would; T2Mobile's are posted to the partner intake API over HTTP (one of them twice with the
+same Idempotency-Key, as a client retrying after a lost answer), and one a shop system inserted straight into
+zoho_orders names a product not in the catalogue (the API refuses it). The demo watches until each one is settled (in-doubt ones by reconciliation
 with the reseller's history, or by their sales order's reference in Zoho) and prints what happened.
 """
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections import Counter
 from pathlib import Path
 
 import click
+import requests
 from sqlalchemy import Engine
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
@@ -134,14 +137,18 @@ def run_demo(db_path: Path, count: int, licence_count: int = 0) -> bool:
         notify_url = f"http://127.0.0.1:{receiver.port}/notify"
         for i, (phone, size) in enumerate(shop_orders(count, rng), 1):
             enqueue_mtn(engine, f"demo-{i:04d}", phone, size, "MTN", notify_url)
+        t2mobile = T2Mobile(f"http://127.0.0.1:{public.port}", config.partner.api_keys)
         for order in licence_orders(licence_count, rng):
-            enqueue_zoho(engine, **order)
+            if not t2mobile.place(order):
+                enqueue_zoho(engine, **order)  # refused by the API: a shop system inserts it as it is
         started = time.monotonic()
         settled = watch(engine, fake, notifications, partner, count + licence_count, started, rng)
         elapsed = time.monotonic() - started
+        statuses = t2mobile.statuses()  # while the listener still answers
     summary(engine, fake, notifications, count, elapsed)
     if licence_count:
         zoho_summary(engine, zoho, partner, licence_count)
+        t2mobile.summary(statuses)
     engine.dispose()
     return settled
 
@@ -155,7 +162,8 @@ def demo_config(db_url: str, fake: FakeMtn, mtn_secret: str, notify_secret: str,
     """Short intervals so the story fits in seconds; leases longer than one call, as the config demands."""
     return load_config(env={
         **zoho.environment(), "RECONCILER_PARTNER_WEBHOOK_URL": partner_url,
-        "RECONCILER_PARTNER_WEBHOOK_SECRET": partner_secret,
+        "RECONCILER_PARTNER_WEBHOOK_SECRET": partner_secret, "RECONCILER_PARTNER_API_KEYS": secrets.token_hex(16),
+        "RECONCILER_PARTNER_REQUESTS_PER_MINUTE": "10000",
         "RECONCILER_ZOHO_CONNECT_TIMEOUT_SECONDS": "1", "RECONCILER_ZOHO_REQUEST_TIMEOUT_SECONDS": "2",
         "RECONCILER_ZOHO_POLL_INTERVAL_SECONDS": "0.2", "RECONCILER_ZOHO_IN_DOUBT_GRACE_SECONDS": "3",
         "RECONCILER_ZOHO_RETRY_SCHEDULE_SECONDS": "1,2,3",
@@ -207,6 +215,53 @@ def licence_orders(count: int, rng: random.Random) -> list[dict]:
     return orders
 
 
+class T2Mobile:
+    """T2Mobile's end of the partner intake API: reads the catalogue, posts each order with a new Idempotency-Key
+    (the first one twice, as after a lost answer), and at the end reads every order's status back."""
+
+    def __init__(self, base_url: str, api_key: str) -> None:
+        self.base_url = base_url
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {api_key}"
+        self.products = self.session.get(f"{base_url}/t2mobile/products", timeout=10).json()
+        self.answers: Counter[int] = Counter()
+        self.replayed = 0
+        self.refused: list[str] = []  # "orderId: field, field"
+        self.placed: list[str] = []
+
+    def place(self, order: dict) -> bool:
+        """POST /t2mobile/fulfilment; False when the API refused the order (400)."""
+        body = {"orderId": order["order_id"], "productId": order["product_id"], "tenure": order["tenure"],
+                "customerId": order["customer_id"], "customerName": order["customer_name"],
+                "customerEmail": order["customer_email"], "customerPhone": order["customer_phone"]}
+        key = secrets.token_hex(16)
+        for attempt in range(2 if not self.placed else 1):  # the first order is sent again, same key
+            answer = self.session.post(f"{self.base_url}/t2mobile/fulfilment", json=body, timeout=10,
+                                       headers={"Idempotency-Key": key})
+            self.answers[answer.status_code] += 1
+            self.replayed += answer.headers.get("Idempotent-Replayed") == "true"
+        if answer.status_code == 400:
+            self.refused.append(f"{order['order_id']}: {', '.join(sorted(answer.json().get('fields', {})))}")
+            return False
+        self.placed.append(order["order_id"])
+        return True
+
+    def statuses(self) -> Counter[str]:
+        """GET /t2mobile/orders/{orderId} for every order placed through the API."""
+        return Counter(self.session.get(f"{self.base_url}/t2mobile/orders/{order_id}", timeout=10).json()["status"]
+                       for order_id in self.placed)
+
+    def summary(self, statuses: Counter[str]) -> None:
+        answers = ", ".join(f"{n} answered {code}" for code, n in sorted(self.answers.items()))
+        click.echo(f"T2Mobile's calls to the intake API: catalogue of {len(self.products['products'])} product(s); "
+                   f"{sum(self.answers.values())} POST /t2mobile/fulfilment ({answers}); {self.placed[0]} posted "
+                   f"twice with one Idempotency-Key: {self.replayed} stored answer replayed, no second order")
+        for refusal in self.refused:
+            click.echo(f"  refused (400), then inserted by a shop system straight into zoho_orders: {refusal}")
+        shown = ", ".join(f"{status} {n}" for status, n in sorted(statuses.items()))
+        click.echo(f"  status read back through GET /t2mobile/orders/{{orderId}}: {shown}")
+
+
 class Notifications:
     """The shop's end of the customer notifications: verifies each one (Standard Webhooks) and counts it."""
 
@@ -224,7 +279,7 @@ class Notifications:
         except WebhookVerificationError:
             with self._lock:
                 self.bad += 1
-            return Response.json(401, {"error": "bad signature"})
+            return Response.error(401, "bad_signature", "bad signature")
         with self._lock:
             if request.headers["webhook-id"] not in self.ids:
                 self.ids.add(request.headers["webhook-id"])

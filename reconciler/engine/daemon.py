@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 60.0
 SLOT_RETRY_SECONDS = 60.0  # a time-of-day run that raised is run again (by any replica) this much later
+SECONDS_PER_DAY = 86400.0
 _NEVER = datetime.max.replace(tzinfo=UTC)
 
 
@@ -51,6 +52,19 @@ class JobRunner:
         self.failures = RepeatedFailure(log, f"job {job.name}", monotonic=monotonic)
         # Time-of-day jobs: (slot, no database look before this time); _NEVER once the slot is known finished.
         self._slot_quiet: tuple[datetime, datetime] | None = None
+        self._start_metrics()
+
+    def _start_metrics(self) -> None:
+        """The job's series, there from the start: 0 runs, and the daemon's start as a first 'last success', so
+        an alert on a job that never succeeds fires after its intervals, not never."""
+        name = self.job.name
+        for result in ("ok", "error", "skipped"):
+            metrics.JOB_RUNS.labels(name, result)
+        metrics.JOB_DURATION.labels(name)
+        metrics.DATABASE_ERRORS.labels(name)
+        when = self.job.when
+        metrics.JOB_INTERVAL.labels(name).set(when.seconds if isinstance(when, Every) else SECONDS_PER_DAY)
+        metrics.JOB_LAST_SUCCESS.labels(name).set(time.time())
 
     @property
     def running(self) -> bool:
@@ -107,6 +121,7 @@ class JobRunner:
             self.backoff_seconds = 0.0
             self.failures.succeeded()
             metrics.JOB_RUNS.labels(self.job.name, "ok").inc()
+            metrics.JOB_LAST_SUCCESS.labels(self.job.name).set(time.time())
         metrics.JOB_DURATION.labels(self.job.name).observe(time.perf_counter() - started)
 
     def _run_slot(self, slot: datetime) -> bool:

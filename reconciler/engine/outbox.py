@@ -163,6 +163,8 @@ class Outbox:
                 emit_events(conn, self.name, [e for o in by_id.values() if o.row_id in owned for e in o.events], now)
         for status, count in Counter(by_id[row_id].status for row_id in owned).items():
             metrics.OUTBOX_FINALISED.labels(self.name, status).inc(count)
+            if status in metrics.FINAL:
+                metrics.OUTBOX_OUTCOMES.labels(self.name, status).inc(count)
         lost = sorted(set(by_id) - owned)
         if lost:
             metrics.OUTBOX_FENCED.labels(self.name).inc(len(lost))

@@ -17,7 +17,8 @@ QUEUED, IN_FLIGHT, IN_DOUBT, SUBMITTED = "queued", "in_flight", "in_doubt", "sub
 COMPLETED, FAILED, REJECTED, DEAD = "completed", "failed", "rejected", "dead"
 ORDER_STATUSES = (QUEUED, IN_FLIGHT, IN_DOUBT, SUBMITTED, COMPLETED, FAILED, REJECTED, DEAD)
 TERMINAL_STATUSES = (COMPLETED, FAILED, REJECTED, DEAD)
-DELIVERY_STATUSES = (QUEUED, IN_FLIGHT, "delivered", DEAD)
+DELIVERED = "delivered"
+DELIVERY_STATUSES = (QUEUED, IN_FLIGHT, DELIVERED, DEAD)
 
 
 class UTCDateTime(TypeDecorator):
@@ -341,6 +342,22 @@ operator_actions = Table(
     Column("target", Text, nullable=False),
     Column("detail", Text),
     Column("created_at", UTCDateTime, nullable=False, server_default=NOW),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys", metadata,
+    Column("client", Text, primary_key=True),
+    Column("idempotency_key", Text, primary_key=True),
+    Column("fingerprint", Text, nullable=False),
+    Column("claimed_by", Text),
+    Column("locked_until", UTCDateTime),
+    Column("order_id", Text),
+    Column("status_code", Integer),
+    Column("response_headers", Text),
+    Column("response_body", Text),
+    Column("created_at", UTCDateTime, nullable=False, server_default=NOW),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Index("idempotency_keys_expiry_idx", "expires_at"),
 )
 
 schema_migrations = Table(

@@ -17,15 +17,16 @@ class TableStats:
     counts: dict[str, int]
     oldest_queued_age_seconds: float  # how far behind its turn the oldest due row is; 0 when nothing is due
     oldest_waiting_age_seconds: float  # age of the oldest queued row not due yet (deferred); 0 when none
+    oldest_age_seconds: dict[str, float]  # per status present: age since created_at of its oldest row
 
 
 def table_stats(engine: Engine, table: Table, now: datetime) -> TableStats:
     """Rows by status, how long the longest-waiting due row has waited, and how old the oldest row is that waits
     for a later turn (an order the balance does not cover, say: not due, yet not 0 s old). Both read through
-    the claim index."""
+    the claim index; counts and each status's oldest row come from one pass over the table."""
     t = table
     with engine.connect() as conn:
-        counts = dict(conn.execute(select(t.c.status, func.count()).group_by(t.c.status)).all())
+        groups = conn.execute(select(t.c.status, func.count(), func.min(t.c.created_at)).group_by(t.c.status)).all()
         oldest_due = conn.scalar(
             select(t.c.next_attempt_at)
             .where(t.c.status == QUEUED_SQL, t.c.next_attempt_at <= now)
@@ -33,7 +34,8 @@ def table_stats(engine: Engine, table: Table, now: datetime) -> TableStats:
             .limit(1))
         oldest_waiting = conn.scalar(
             select(func.min(t.c.created_at)).where(t.c.status == QUEUED_SQL, t.c.next_attempt_at > now))
-    return TableStats(counts, _age(now, oldest_due), _age(now, oldest_waiting))
+    return TableStats({status: count for status, count, _ in groups}, _age(now, oldest_due), _age(now, oldest_waiting),
+                      {status: _age(now, oldest) for status, _, oldest in groups})
 
 
 def _age(now: datetime, since: datetime | None) -> float:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, Table, update
+from sqlalchemy import Connection, Table, event, update
 
+from reconciler.engine import metrics
 from reconciler.engine.drivers.common import record_history
 from reconciler.engine.events import emit_events
 from reconciler.engine.outbox import Outcome
@@ -21,4 +22,7 @@ def move(conn: Connection, table: Table, outcome: Outcome, from_status: str, act
     if moved:
         record_history(conn, t.name, [(outcome.row_id, from_status, outcome.status, outcome.cause)], actor, now)
         emit_events(conn, t.name, list(outcome.events), now)
+        if outcome.status in metrics.FINAL:  # counted when the caller's transaction commits, not before
+            event.listen(conn, "commit", lambda _: metrics.OUTBOX_OUTCOMES.labels(t.name, outcome.status).inc(),
+                         once=True)
     return bool(moved)

@@ -11,20 +11,24 @@ from __future__ import annotations
 import math
 import os
 import queue
+import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Callable, Mapping
+from urllib.parse import urlsplit
 
 import requests
 from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnectionError
 from urllib3.util import Timeout
 
+from reconciler.http import metrics
 from reconciler.http.audit import ApiCall
 
 MAX_RETRY_AFTER_SECONDS = 3600.0  # a Retry-After beyond this (or unreadable as a time) is read as this long at most
 AUDIT_BODY_LIMIT = 4000
+_ID_SEGMENT = re.compile(r"^(?=.*\d)[^/]{8,}$|^\d+$")  # all digits, or 8+ characters with a digit: an id, not a word
 
 
 @dataclass(frozen=True)
@@ -113,16 +117,21 @@ class HttpClient:
         self.headers = dict(headers or {})
         self.audit = audit
         self.before_request = before_request
+        if self.base_url:  # a provider's API: its error series exist from the start, so rate() has data at once
+            for kind in metrics.ERROR_CLASSES:
+                metrics.PROVIDER_ERRORS.labels(name, kind)
         self._idle: queue.SimpleQueue[requests.Session] = queue.SimpleQueue()  # one session per concurrent call
 
     def request(self, method: str, url: str, body: str | bytes | None = None, *,
                 headers: Mapping[str, str] | None = None, order: OrderRef | None = None,
-                max_body_bytes: int | None = None) -> Answer:
+                max_body_bytes: int | None = None, operation: str | None = None) -> Answer:
         """One call to `url` (a path is appended to base_url), never retried here: whether a retry is safe is
         the caller's knowledge. The audit records the request body, never a header, so keys and tokens cannot
-        reach it."""
+        reach it. A provider's calls (a client with a base_url) are timed per `operation`, by default the method
+        and the path with its ids replaced (`POST /salesorders/{id}/status/open`)."""
         if self.before_request is not None:
             self.before_request()
+        operation = operation or operation_of(method, url)
         if url.startswith("/"):
             url = self.base_url + url
         started = time.perf_counter()
@@ -145,11 +154,20 @@ class HttpClient:
             raise failure from None
         finally:
             self._idle.put(session)
+            self._measure(operation, started, answer, error)
             if self.audit is not None:
                 self.audit(ApiCall(
                     self.name, method, url, _text(body),
                     answer.status if answer else None, (answer.text[:AUDIT_BODY_LIMIT] or None) if answer else None,
                     error, _elapsed_ms(started), order.table if order else None, order.id if order else None))
+
+    def _measure(self, operation: str, started: float, answer: Answer | None, error: str | None) -> None:
+        if not self.base_url:  # webhook endpoints are no provider; their deliveries have metrics of their own
+            return
+        metrics.PROVIDER_REQUEST_DURATION.labels(self.name, operation).observe(time.perf_counter() - started)
+        kind = error if answer is None else metrics.error_class(answer.status)
+        if kind is not None:
+            metrics.PROVIDER_ERRORS.labels(self.name, kind).inc()
 
     def _session(self) -> requests.Session:
         """An idle session, so its keep-alive connections outlive the thread that used it last (a job runs
@@ -166,6 +184,13 @@ class HttpClient:
                 session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
                 session.trust_env = False
         return session
+
+
+def operation_of(method: str, url: str) -> str:
+    """`GET /api/orders` for a call: the method and the path without its query, each id-like segment written
+    `{id}`, so a metric label never carries an order's id."""
+    path = urlsplit(url).path or "/"
+    return f"{method.upper()} " + "/".join("{id}" if _ID_SEGMENT.match(part) else part for part in path.split("/"))
 
 
 def _elapsed_ms(started: float) -> int:

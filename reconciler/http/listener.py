@@ -4,7 +4,8 @@ from a daemon thread.
 
 HTTP rules every route gets: a POST must say its Content-Length (411 otherwise), bodies over
 `max_body_bytes` are refused unread (413), an unknown method on a known path is 405 with Allow, every
-error is a JSON answer (waitress's own parse errors included), a database outage is 503 with Retry-After,
+error is a JSON answer of one shape, `{"error": code, "message": text}` (waitress's own parse errors included),
+a database outage is 503 with Retry-After,
 and a client that has not sent a whole request within `request_deadline_seconds` is cut off (408).
 Routes answer fast; real work happens in jobs.
 """
@@ -14,9 +15,9 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -49,6 +50,7 @@ class Request:
     path: str
     headers: dict[str, str]  # lower-case names
     body: bytes
+    params: Mapping[str, str] = field(default_factory=dict)  # a path template's {name} segments
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,13 @@ class Response:
     def json(cls, status: int, document: dict[str, Any], headers: tuple[tuple[str, str], ...] = ()) -> "Response":
         return cls(status, json.dumps(document).encode(), headers=headers)
 
+    @classmethod
+    def error(cls, status: int, code: str, message: str, headers: tuple[tuple[str, str], ...] = (),
+              **details: Any) -> "Response":
+        """Every error answer's one shape: a stable `code` a program can branch on, a `message` for a person,
+        and any details (e.g. `fields`)."""
+        return cls.json(status, {"error": code, "message": message, **details}, headers)
+
 
 Route = Callable[[Request], Response]
 Routes = dict[tuple[str, str], Route]
@@ -70,10 +79,9 @@ WsgiApp = Callable[[dict, StartResponse], Iterable[bytes]]
 
 
 def wsgi_app(routes: Routes, max_body_bytes: int) -> WsgiApp:
-    """The routing layer: an exact (method, path) table, so a dozen routes need no framework."""
-    allowed: dict[str, list[str]] = {}
-    for method, path in routes:
-        allowed.setdefault(path, []).append(method)
+    """The routing layer: a (method, path) table, where a path segment `{name}` matches any one segment, so a
+    dozen routes need no framework."""
+    table = _RouteTable(routes)
     outage = _Outage(RepeatedFailure(log, "database access from HTTP requests"))
 
     def answer(environ: dict, start_response: StartResponse) -> Iterable[bytes]:
@@ -85,16 +93,18 @@ def wsgi_app(routes: Routes, max_body_bytes: int) -> WsgiApp:
 
     def _respond(environ: dict) -> Response:
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
-        if path not in allowed:
-            return Response.json(404, {"error": "not found"})
-        if method not in allowed[path]:
-            return Response.json(405, {"error": f"method {method} not allowed"},
-                                 headers=(("Allow", ", ".join(sorted(allowed[path]))),))
+        found = table.find(path)
+        if found is None:
+            return Response.error(404, "not_found", f"no such resource: {path}")
+        methods, params = found
+        if method not in methods:
+            return Response.error(405, "method_not_allowed", f"method {method} not allowed here",
+                                  headers=(("Allow", ", ".join(sorted(methods))),))
         body = b""
         if method == "POST":
             length = environ.get("CONTENT_LENGTH")
             if not length:
-                return Response.json(411, {"error": "Content-Length required"})
+                return Response.error(411, "length_required", "Content-Length required")
             body = environ["wsgi.input"].read(int(length))
         headers = {key[5:].replace("_", "-").lower(): value for key, value in environ.items()
                    if key.startswith("HTTP_")}
@@ -102,18 +112,54 @@ def wsgi_app(routes: Routes, max_body_bytes: int) -> WsgiApp:
             if key in environ:
                 headers[key.replace("_", "-").lower()] = environ[key]
         try:
-            response = routes[(method, path)](Request(method, path, headers, body))
+            response = methods[method](Request(method, path, headers, body, params))
         except DATABASE_DOWN as exc:
             outage.failed(exc, hint=f"; answered 503 (first: {method} {path})")
-            return Response.json(503, {"error": "database unavailable, retry later"},
-                                 headers=(("Retry-After", str(RETRY_AFTER_SECONDS)),))
+            return Response.error(503, "database_unavailable", "database unavailable, retry later",
+                                  headers=(("Retry-After", str(RETRY_AFTER_SECONDS)),))
         except Exception:
             log.exception("%s %s failed", method, path)
-            return Response.json(500, {"error": "internal error"})
+            return Response.error(500, "internal_error", "internal error")
         outage.succeeded()
         return response
 
     return answer
+
+
+class _RouteTable:
+    """Paths to their routes by method: exact paths looked up at once, templates matched segment by segment."""
+
+    def __init__(self, routes: Routes) -> None:
+        self.exact: dict[str, dict[str, Route]] = {}
+        self.templates: dict[tuple[str, ...], dict[str, Route]] = {}
+        for (method, path), route in routes.items():
+            if "{" in path:
+                self.templates.setdefault(tuple(path.split("/")), {})[method] = route
+            else:
+                self.exact.setdefault(path, {})[method] = route
+
+    def find(self, path: str) -> tuple[dict[str, Route], dict[str, str]] | None:
+        if path in self.exact:
+            return self.exact[path], {}
+        segments = path.split("/")
+        for template, methods in self.templates.items():
+            if len(template) == len(segments):
+                params = _match(template, segments)
+                if params is not None:
+                    return methods, params
+        return None
+
+
+def _match(template: tuple[str, ...], segments: list[str]) -> dict[str, str] | None:
+    params = {}
+    for pattern, segment in zip(template, segments):
+        if pattern.startswith("{") and pattern.endswith("}"):
+            if not segment:
+                return None
+            params[pattern[1:-1]] = segment
+        elif pattern != segment:
+            return None
+    return params
 
 
 class _Outage:
@@ -148,7 +194,7 @@ class _JsonErrorTask(ErrorTask):
     def execute(self) -> None:
         error = self.request.error
         code, reason = (411, "Length Required") if error.code == 501 else (error.code, error.reason)
-        body = json.dumps({"error": f"{reason}: {error.body}"}).encode()
+        body = json.dumps({"error": reason.lower().replace(" ", "_"), "message": f"{reason}: {error.body}"}).encode()
         self.status = f"{code} {reason}"
         self.response_headers.append(("Content-Type", "application/json"))
         self.set_close_on_finish()
@@ -167,8 +213,9 @@ class _Channel(HTTPChannel):
         return super().received(data)
 
 
+_TIMED_OUT_BODY = json.dumps({"error": "request_timeout", "message": "request not sent in time"}).encode()
 _TIMED_OUT = (b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nConnection: close\r\n"
-              b'Content-Length: 37\r\n\r\n{"error": "request not sent in time"}')
+              b"Content-Length: %d\r\n\r\n%s" % (len(_TIMED_OUT_BODY), _TIMED_OUT_BODY))
 
 
 class _Server(TcpWSGIServer):

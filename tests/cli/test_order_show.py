@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import signal
 import subprocess
@@ -110,6 +111,38 @@ def test_fake_mtn_runs_standalone_until_ctrl_c() -> None:
         if fake.poll() is None:
             fake.kill()
             fake.wait()
+
+
+def test_fake_mtn_in_a_container_listens_on_every_address_with_the_key_the_daemon_is_given() -> None:
+    shared = {"RECONCILER_MTN_API_KEY": "compose-key", "RECONCILER_MTN_WEBHOOK_SECRET": "compose-secret"}
+    fake = subprocess.Popen([sys.executable, "-m", "reconciler", "fake", "mtn", "--host", "0.0.0.0", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, **shared})
+    try:
+        printed = dict(line.strip().split("=", 1) for line in (fake.stdout.readline() for _ in range(4))
+                       if line.startswith("RECONCILER_"))
+        assert {key: printed[key] for key in shared} == shared
+        other_address = printed["RECONCILER_MTN_BASE_URL"].replace("127.0.0.1", "127.0.0.2")  # not only loopback's .1
+        answer = requests.get(other_address + "/api/balance", timeout=5, headers={"X-API-KEY": "compose-key"})
+        assert answer.status_code == 200
+    finally:
+        fake.send_signal(signal.SIGINT)
+        fake.wait(timeout=10)
+
+
+def test_fake_zoho_in_a_container_listens_on_every_address() -> None:
+    fake = subprocess.Popen([sys.executable, "-m", "reconciler", "fake", "zoho", "--host", "0.0.0.0", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        printed = dict(line.strip().split("=", 1) for line in (fake.stdout.readline() for _ in range(7))
+                       if line.startswith("RECONCILER_"))
+        other_address = printed["RECONCILER_ZOHO_ACCOUNTS_URL"].replace("127.0.0.1", "127.0.0.2")
+        answer = requests.post(other_address + "/oauth/v2/token", timeout=5, data={
+            "refresh_token": printed["RECONCILER_ZOHO_REFRESH_TOKEN"], "client_id": printed["RECONCILER_ZOHO_CLIENT_ID"],
+            "client_secret": printed["RECONCILER_ZOHO_CLIENT_SECRET"], "grant_type": "refresh_token"})
+        assert answer.status_code == 200 and "access_token" in answer.json()
+    finally:
+        fake.send_signal(signal.SIGINT)
+        fake.wait(timeout=10)
 
 
 def test_fake_mtn_refuses_an_unknown_fault() -> None:

@@ -29,10 +29,15 @@ def broken(_: Request) -> Response:
     raise RuntimeError("a bug")
 
 
+def item(request: Request) -> Response:
+    return Response.json(200, {"params": dict(request.params)})
+
+
 @pytest.fixture
 def listener():
     server = HttpListener("127.0.0.1", 0, MAX_BODY, {
         ("POST", "/echo"): echo, ("GET", "/echo"): echo, ("POST", "/down"): database_down, ("GET", "/broken"): broken,
+        ("GET", "/items/{itemId}"): item, ("GET", "/items/{itemId}/parts/{part}"): item,
     }, request_deadline_seconds=1.0).start()
     yield server
     server.stop()
@@ -59,9 +64,28 @@ def post(path: str, headers: bytes, body: bytes = b"") -> bytes:
 def test_a_malformed_request_gets_a_json_4xx(listener, request_bytes, status):
     code, headers, body = exchange(listener.port, request_bytes)
     assert code == status
-    assert headers["content-type"] == "application/json" and "error" in json.loads(body)
+    assert headers["content-type"] == "application/json" and set(json.loads(body)) == {"error", "message"}
     if status == 405:
         assert headers["allow"] == "GET, POST"
+
+
+@pytest.mark.parametrize("path, status, params", [
+    ("/items/A-1", 200, {"itemId": "A-1"}),
+    ("/items/A-1/parts/7", 200, {"itemId": "A-1", "part": "7"}),
+    ("/items/", 404, None),  # a template segment matches one non-empty segment
+    ("/items/A/B", 404, None),
+    ("/items/A-1/parts", 404, None),
+    ("/itemsX/A-1", 404, None),
+])
+def test_a_path_template_segment_matches_one_segment_and_reaches_the_route(listener, path, status, params):
+    code, _, body = exchange(listener.port, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    assert code == status
+    assert json.loads(body)["params" if params is not None else "error"] == (params or "not_found")
+
+
+def test_an_unknown_method_on_a_templated_path_is_405_with_allow(listener):
+    code, headers, body = exchange(listener.port, b"DELETE /items/A-1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (code, headers["allow"], json.loads(body)["error"]) == (405, "GET", "method_not_allowed")
 
 
 def test_non_ascii_header_bytes_reach_the_route_as_text(listener):
@@ -82,7 +106,8 @@ def test_a_database_outage_is_503_with_retry_after_logged_once_then_its_end(list
     caplog.set_level(logging.INFO, "reconciler.http.listener")
     for _ in range(3):
         code, headers, body = exchange(listener.port, post("/down", b"Content-Length: 2\r\n", b"{}"))
-        assert (code, headers["retry-after"], json.loads(body)["error"]) == (503, "5", "database unavailable, retry later")
+        assert (code, headers["retry-after"], json.loads(body)) == (503, "5", {
+            "error": "database_unavailable", "message": "database unavailable, retry later"})
     assert exchange(listener.port, post("/echo", b"Content-Length: 2\r\n", b"{}"))[0] == 200
     assert exchange(listener.port, post("/echo", b"Content-Length: 2\r\n", b"{}"))[0] == 200
     assert [(r.levelname, r.getMessage().split(" in ")[0]) for r in caplog.records] == [
@@ -94,7 +119,7 @@ def test_a_database_outage_is_503_with_retry_after_logged_once_then_its_end(list
 def test_a_failing_route_is_a_json_500_logged_through_logging(listener, caplog, capfd):
     with caplog.at_level(logging.ERROR, "reconciler.http.listener"):
         code, _, body = exchange(listener.port, b"GET /broken HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert (code, json.loads(body)) == (500, {"error": "internal error"})
+    assert (code, json.loads(body)) == (500, {"error": "internal_error", "message": "internal error"})
     assert "RuntimeError: a bug" in caplog.text
     assert "Traceback" not in capfd.readouterr().err
 

@@ -28,6 +28,8 @@ from reconciler.providers.mtn.client import (
 log = logging.getLogger(__name__)
 UNAUTHORISED, INSUFFICIENT_BALANCE, RATE_LIMITED = "unauthorised", "insufficient_balance", "rate_limited"
 PAUSE_REASONS = (UNAUTHORISED, INSUFFICIENT_BALANCE, RATE_LIMITED)
+for _reason in PAUSE_REASONS:  # 0 from the start, so 'paused' alerts and graphs have a series before any pause
+    metrics.PROVIDER_PAUSED.labels(PROVIDER, _reason)
 MIN_BALANCE_RECHECK_SECONDS = 5.0
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import signal
 import sys
@@ -167,8 +168,10 @@ def _find(engine: Engine, ref: str) -> Mapping:
 
 
 @click.command("mtn")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0 in a container, so the daemon's container reaches it).")
 @click.option("--port", default=8500, show_default=True, type=click.IntRange(0, 65535),
-              help="Port on 127.0.0.1 (0: any free one).")
+              help="Port (0: any free one).")
 @click.option("--webhook-url", default="http://127.0.0.1:8080/api/webhook/mtn", show_default=True,
               help="Where order.status_changed webhooks go: the daemon's public listener.")
 @click.option("--balance", "initial_balance", default=1000.0, show_default=True, type=click.FloatRange(min=0),
@@ -178,20 +181,24 @@ def _find(engine: Engine, ref: str) -> Mapping:
 @click.option("--faults", "knobs", type=FaultKnobs(MtnFaults, "error_5xx_rate=0.1"), default="",
               help="Misbehaviour, e.g. 'error_5xx_rate=0.1,webhook_drop_rate=0.2,failure_rate=0.05' "
                    "(every field of MtnFaults).")
-def fake_mtn(port: int, webhook_url: str, initial_balance: float, settle_after: float, knobs: dict[str, Any]) -> None:
+def fake_mtn(host: str, port: int, webhook_url: str, initial_balance: float, settle_after: float,
+             knobs: dict[str, Any]) -> None:
     """Run the fake MTN reseller until Ctrl-C, to try the daemon by hand.
 
-    Prints its URL, API key and webhook secret as the environment variables the daemon reads."""
+    Prints its URL, API key and webhook secret as the environment variables the daemon reads. The key and secret
+    are new each time, or those variables' values when set (so a deployment can share them with the daemon)."""
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    fake = FakeMtn(api_key=secrets.token_hex(16), webhook_secret=secrets.token_hex(16), webhook_url=webhook_url,
-                   balance=initial_balance, auto_process_seconds=settle_after, port=port)
+    fake = FakeMtn(api_key=os.environ.get("RECONCILER_MTN_API_KEY") or secrets.token_hex(16),
+                   webhook_secret=os.environ.get("RECONCILER_MTN_WEBHOOK_SECRET") or secrets.token_hex(16),
+                   webhook_url=webhook_url, balance=initial_balance, auto_process_seconds=settle_after, host=host,
+                   port=port)
     fake.configure(**knobs)
     try:
         fake.start()
     except OSError as exc:
-        raise click.ClickException(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}; try another --port") from None
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}; try another --port") from None
     click.echo(f"fake MTN reseller on {fake.url}; webhooks to {webhook_url}")
     click.echo(f"RECONCILER_MTN_BASE_URL={fake.url}")
     click.echo(f"RECONCILER_MTN_API_KEY={fake.api_key}")

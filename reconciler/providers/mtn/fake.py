@@ -135,7 +135,7 @@ class FakeMtn:
                  networks: Iterable[str] = ("MTN",), faults: MtnFaults | None = None,
                  rng: random.Random | None = None, clock: Clock = utcnow,
                  auto_process_seconds: float | None = None, webhook_timeout_seconds: float = 2.0,
-                 first_order_id: int = 1001, port: int = 0) -> None:
+                 first_order_id: int = 1001, host: str = "127.0.0.1", port: int = 0) -> None:
         self.api_key = api_key
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret
@@ -147,6 +147,7 @@ class FakeMtn:
         self.clock = clock
         self.auto_process_seconds = auto_process_seconds
         self.webhook_timeout_seconds = webhook_timeout_seconds
+        self._host = host
         self._port = port
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
@@ -167,7 +168,7 @@ class FakeMtn:
 
     def start(self) -> FakeMtn:
         self._stopping = threading.Event()
-        self._server = _Server(self, ("127.0.0.1", self._port))
+        self._server = _Server(self, (self._host, self._port))
         self._port = self._server.server_address[1]
         # a short poll so stop() returns at once (shutdown waits for the serve loop's next poll)
         self._threads = [threading.Thread(target=self._server.serve_forever, args=(_POLL_SECONDS,),

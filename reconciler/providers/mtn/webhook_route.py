@@ -20,22 +20,23 @@ from reconciler.providers.mtn.client import PROVIDER, parse_webhook
 from reconciler.webhooks.signing import verify_sha256_signature
 
 log = logging.getLogger(__name__)
+RESULTS = ("stored", "duplicate", "bad_signature", "bad_request", "not_configured")
 
 
 def mtn_webhook_route(engine: Engine, secret: str, clock: Clock = utcnow) -> Route:
     def receive(request: Request) -> Response:
         if not secret:
             log.error("MTN webhook refused: mtn.webhook_secret is not set")
-            return _counted(Response.json(503, {"error": "webhook secret not configured"}), "not_configured")
+            return _counted(Response.error(503, "not_configured", "webhook secret not configured"), "not_configured")
         signature = request.headers.get("x-webhook-signature")
         if not verify_sha256_signature(secret, request.body, signature):
             store_refused(engine, PROVIDER, request.body, "bad signature" if signature else "missing signature",
                           clock())
-            return _counted(Response.json(401, {"error": "bad or missing signature"}), "bad_signature")
+            return _counted(Response.error(401, "bad_signature", "bad or missing signature"), "bad_signature")
         try:
             event = parse_webhook(request.body)
         except ValueError as exc:
-            return _counted(Response.json(400, {"error": str(exc)}), "bad_request")
+            return _counted(Response.error(400, "bad_request", str(exc)), "bad_request")
         stored = store_inbound(engine, PROVIDER, event.dedupe_key, request.body.decode("utf-8", "replace"),
                                event.order.id, clock())
         return _counted(_STORED if stored else _DUPLICATE, "stored" if stored else "duplicate")
@@ -56,3 +57,7 @@ def _counted(response: Response, result: str) -> Response:
 def _counter(result: str) -> Any:
     """The labelled counter looked up once per result, not per request."""
     return metrics.INBOUND_WEBHOOKS.labels(PROVIDER, result)
+
+
+for _result in RESULTS:  # every verdict's series from the start, at 0
+    _counter(_result)

@@ -50,12 +50,14 @@ def enqueue_zoho_order(app: App, order_id: str | None, product_id: str, tenure: 
 
 
 @click.command("zoho")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0 in a container, so the daemon's container reaches it).")
 @click.option("--port", default=8501, show_default=True, type=click.IntRange(0, 65535),
-              help="Port on 127.0.0.1 (0: any free one).")
+              help="Port (0: any free one).")
 @click.option("--faults", "knobs", type=FaultKnobs(ZohoFaults, "rate_limit_429=3"), default="",
               help="Misbehaviour or limits, e.g. 'token_expires_in=60,requests_per_day=200,error_5xx=2' "
                    "(every field of ZohoFaults).")
-def fake_zoho(port: int, knobs: dict[str, Any]) -> None:
+def fake_zoho(host: str, port: int, knobs: dict[str, Any]) -> None:
     """Run the fake Zoho (accounts server and Books API) until Ctrl-C, to try the daemon by hand.
 
     Prints the zoho.* settings that point the daemon at it, as the environment variables the daemon reads."""
@@ -67,9 +69,9 @@ def fake_zoho(port: int, knobs: dict[str, Any]) -> None:
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--faults") from None
     try:
-        fake = serve_fake_zoho("127.0.0.1", port, faults)
+        fake = serve_fake_zoho(host, port, faults)
     except OSError as exc:
-        raise click.ClickException(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}; try another --port") from None
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}; try another --port") from None
     click.echo(f"fake Zoho Books on {fake.api_url}, accounts server on {fake.accounts_url}")
     for name, value in fake.environment().items():
         click.echo(f"{name}={value}")

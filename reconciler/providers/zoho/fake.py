@@ -185,7 +185,7 @@ class FakeZoho:
     def url(self) -> str:
         if self._listener is None:
             raise RuntimeError("FakeZoho is not running; call start()")
-        return f"http://{self._host}:{self._port}"
+        return f"http://127.0.0.1:{self._port}"  # also when it listens on every address (--host 0.0.0.0)
 
     @property
     def accounts_url(self) -> str:

@@ -154,7 +154,8 @@ def renewals_missing_extension(engine: Engine) -> list[RowMapping]:
 
 def repair_extension(engine: Engine, order: Mapping[str, Any], now: datetime) -> Licence | None:
     """Apply a completed renewal's missing extension to the licence it renewed (its subscription_id, else the
-    customer's active licence of the product), from its current expiry; None when there is no such licence."""
+    customer's active licence of the product), from its current expiry; None when there is no such licence or
+    it was revoked."""
     s = subscriptions
     with engine.begin() as conn:
         if order["subscription_id"] is not None:
@@ -162,7 +163,7 @@ def repair_extension(engine: Engine, order: Mapping[str, Any], now: datetime) ->
                                    ).mappings().first()
         else:
             licence = _active(conn, order["customer_id"], order["product_id"])
-        if licence is None:
+        if licence is None or licence["status"] == REVOKED:  # a revoked licence stays revoked: a person decides
             return None
         return _extend(conn, licence, order["id"], TENURES[order["tenure"]], BY_REPAIR, now)
 

@@ -9,7 +9,7 @@ import click
 from prometheus_client.metrics import MetricWrapperBase
 from sqlalchemy import Engine
 
-from jobs import expiry_reminders, licence_metrics, renewal_check
+from jobs import expiry_reminders, licence_metrics, prune_idempotency_keys, renewal_check
 from jobs.submit_zoho import SubmitZoho
 from reconciler.config import Config
 from reconciler.coordination.pauses import Pause, Pauses
@@ -23,6 +23,7 @@ from reconciler.providers.zoho import metrics
 from reconciler.providers.zoho.cli import enqueue_zoho_order, fake_zoho
 from reconciler.providers.zoho.cli_licences import reminders, subscriptions
 from reconciler.providers.zoho.client import ZohoClient, ZohoError
+from reconciler.providers.zoho.intake import partner_routes
 from reconciler.providers.zoho.licence_metrics import LICENCE_METRICS
 from reconciler.providers.zoho.oauth import PAUSE_KEY
 from reconciler.providers.zoho.orders import zoho_order_record
@@ -42,10 +43,11 @@ class ZohoProvider:
 
     def jobs(self, config: Config) -> Sequence[Job]:
         return [Job("submit_zoho", config.zoho.poll_interval_seconds, SubmitZoho(config).run),
-                expiry_reminders.job(config), renewal_check.job(config), licence_metrics.job(config)]
+                expiry_reminders.job(config), renewal_check.job(config), licence_metrics.job(config),
+                prune_idempotency_keys.job(config)]
 
     def routes(self, config: Config, engine: Engine, clock: Clock) -> dict[RouteKey, Route]:
-        return {}
+        return partner_routes(config, engine, clock)
 
     def commands(self) -> Sequence[click.Command]:
         return [subscriptions, reminders]

@@ -142,7 +142,7 @@ def test_a_correctly_signed_body_we_cannot_use_or_store_is_400_and_not_stored(en
 def test_a_non_ascii_signature_is_a_bad_signature(engine, listener):
     request = (b"POST /api/webhook/mtn HTTP/1.1\r\nHost: x\r\nContent-Length: " + str(len(EVENT)).encode()
                + "\r\nX-Webhook-Signature: sha256=é²\r\n\r\n".encode() + EVENT)
-    assert exchange(listener.port, request)[::2] == (401, b'{"error": "bad or missing signature"}')
+    assert exchange(listener.port, request)[::2] == (401, b'{"error": "bad_signature", "message": "bad or missing signature"}')
 
 
 def test_an_unsigned_body_with_a_nul_byte_is_kept_readable(engine, listener):
@@ -162,7 +162,7 @@ def test_a_database_outage_is_503_with_retry_after(down_url):
         public.stop()
         down.dispose()
     assert (answer.status_code, answer.headers["Retry-After"]) == (503, "5")
-    assert answer.json() == {"error": "database unavailable, retry later"}
+    assert answer.json() == {"error": "database_unavailable", "message": "database unavailable, retry later"}
 
 
 def test_concurrent_webhooks_are_each_stored_once_before_their_answer(engine, listener):

@@ -144,4 +144,9 @@ def test_demo_runs_both_flows_and_settles_every_order(tmp_path):
     # customers 3 and 11 order twice (renewals); customer 7's first order names a product not in the catalogue
     assert ("partner events: 14 delivered, 0 dead; T2Mobile verified 14 signatures (ORDER_FAILED 1, "
             "ORDER_FULFILLED 11, SUBSCRIPTION_RENEWED 2)") in out, out
+    # T2Mobile's side over HTTP: the retried POST is a replay, the refused order went in by a shop's INSERT
+    assert ("13 POST /t2mobile/fulfilment (12 answered 202, 1 answered 400); T2M-DEMO-0001 posted twice with one "
+            "Idempotency-Key: 1 stored answer replayed, no second order") in out, out
+    assert "refused (400), then inserted by a shop system straight into zoho_orders: T2M-DEMO-0007: productId" in out
+    assert "status read back through GET /t2mobile/orders/{orderId}: completed 11" in out
     assert not list(tmp_path.iterdir())  # nothing left behind

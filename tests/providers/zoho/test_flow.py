@@ -5,16 +5,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
+from prometheus_client import REGISTRY
 from standardwebhooks.webhooks import Webhook
 
+from jobs import rescue_leases
+from reconciler.app import assemble
 from reconciler.config import Product
 from reconciler.coordination.pauses import Pauses
 from reconciler.engine.schema import zoho_orders
 from reconciler.providers.zoho.licences import add_months
 
 from tests.providers.zoho.flow import PARTNER_SECRET, ZohoFlow
+from tests.providers.zoho.intake_server import KEY, Partner, order_body, with_partner
 from tests.providers.zoho.test_fake import Books
 
 ITEM_ID = "4815000000044208"
@@ -250,7 +254,87 @@ def test_every_step_is_one_log_line_with_the_customer_masked(zoho_flow: ZohoFlow
     with caplog.at_level(logging.INFO, logger="reconciler.providers.zoho.lifecycle"):
         flow.submit()
     lines = {r.order_ref: r.getMessage() for r in caplog.records if r.name == "reconciler.providers.zoho.lifecycle"}
-    assert lines[done].startswith(f"Zoho order {done} completed (customer a***@e***.ng, phone +23")
+    assert lines[done].startswith(f"Zoho order {done} completed (customer a***@example.ng, phone +23")
     assert "licence T2M-" in lines[done]
     assert lines[bad].startswith(f"Zoho order {bad} rejected (customer ***")
     assert not any("ada.obi" in line or "123 4567" in line for line in lines.values())
+
+
+def test_a_probe_that_made_no_call_does_not_open_the_flow(zoho_flow: ZohoFlow):
+    """The first order after a pause is rejected before any call: Zoho has not answered, so the flow stays shut
+    and the next order probes alone; Zoho refuses it, so the one after it is never even claimed."""
+    flow = zoho_flow
+    pauses = Pauses(flow.engine)
+    pauses.pause("zoho", "unauthorised", flow.clock.now, flow.clock.now, "refresh token refused")  # over now
+    flow.fake.configure(refresh_refusal="invalid_code")
+    bad, probe, waiting = flow.add(product_id="ZOHO_CRM_PRO"), flow.add(), flow.add()
+    flow.submit()
+    assert flow.statuses() == {bad: "rejected", probe: "queued", waiting: "queued"}
+    assert pauses.get("zoho").holds(flow.clock.now)
+    assert flow.history(waiting) == []
+    flow.fake.configure(refresh_refusal=None)
+    flow.clock.now = pauses.get("zoho").paused_until
+    flow.submit()
+    assert flow.statuses() == {bad: "rejected", probe: "completed", waiting: "completed"}
+    assert not pauses.get("zoho").paused
+
+
+def test_a_probe_that_zoho_refuses_again_keeps_the_flow_paused(zoho_flow: ZohoFlow):
+    flow = zoho_flow
+    pauses = Pauses(flow.engine)
+    pauses.pause("zoho", "unauthorised", flow.clock.now, flow.clock.now, "refresh token refused")
+    flow.fake.configure(refresh_refusal="invalid_code")
+    orders = [flow.add(), flow.add()]
+    flow.submit()
+    assert {flow.order(o)["attempts"] for o in orders} == {0}
+    assert flow.fake.token_requests == 1  # one probe, one token request: no storm
+    assert pauses.get("zoho").holds(flow.clock.now)
+
+
+def test_an_order_t2mobile_posts_to_the_daemons_listener_is_fulfilled_and_its_status_says_so(zoho_flow: ZohoFlow):
+    """The partner intake as the daemon serves it (app.assemble's public listener), then the submit job."""
+    flow = zoho_flow
+    config = with_partner(flow.config, api_keys=KEY)
+    listener = assemble(config, flow.engine, worker_id="intake-test", clock=flow.clock).public_listener().start()
+    try:
+        partner = Partner(listener)
+        accepted = partner.order(order_body("T2M-E2E-1"), key="k-e2e-1")
+        assert accepted.status_code == 202, accepted.text
+        flow.clock.now = max(flow.clock.now, datetime.now(timezone.utc))
+        flow.submit()
+        shown = partner.get("/t2mobile/orders/T2M-E2E-1").json()
+    finally:
+        listener.stop()
+    order = flow.order("T2M-E2E-1")
+    assert order["status"] == "completed"
+    assert (shown["status"], shown["salesOrderId"]) == ("completed", order["zoho_salesorder_id"])
+    assert [event for _, event, _ in flow.events("T2M-E2E-1")] == ["ORDER_FULFILLED"]
+
+
+def test_an_order_whose_worker_died_is_rescued_in_doubt_and_adopted_or_created_once(zoho_flow: ZohoFlow, caplog):
+    """The outbox policy: a Zoho order's lease that ran out may hide a created sales order, so it is in doubt."""
+    flow = zoho_flow
+    order_id = flow.add()
+    outbox = flow.ctx.outboxes["zoho_orders"]
+    [row] = outbox.claim(1)  # a worker took it, then died
+    flow.clock.now = row["locked_until"] + timedelta(seconds=1)
+    with caplog.at_level(logging.INFO, logger="reconciler.providers.zoho.lifecycle"):
+        rescue_leases.run(flow.ctx)
+    assert flow.order(order_id)["status"] == "in_doubt"
+    assert any(r.getMessage().startswith(f"Zoho order {order_id} in doubt") for r in caplog.records)
+    flow.clock.advance(flow.submit_job.grace.total_seconds() + 1)
+    flow.submit()
+    assert flow.order(order_id)["status"] == "completed"
+    assert len(flow.fake.salesorders_for(order_id)) == 1
+
+
+def test_the_submissions_counter_counts_each_result(zoho_flow: ZohoFlow):
+    flow = zoho_flow
+
+    def count(result: str) -> float:
+        return REGISTRY.get_sample_value("reconciler_zoho_submissions_total", {"result": result}) or 0.0
+
+    before = {result: count(result) for result in ("completed", "rejected")}
+    flow.add(), flow.add(), flow.add(tenure="2_WEEKS")
+    flow.submit()
+    assert (count("completed") - before["completed"], count("rejected") - before["rejected"]) == (2, 1)

@@ -194,3 +194,13 @@ def test_a_completed_renewal_without_its_extension_is_repaired_once(engine):
     assert extension["cause"] == "repair"
     with engine.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(licence_extensions)) == 1
+
+
+def test_a_revoked_licence_is_not_renewed_a_new_one_starts(engine):
+    old = fulfil(engine, add_order(engine), NOW)
+    with engine.begin() as conn:
+        conn.execute(subscriptions.update().values(status="revoked"))
+    new = fulfil(engine, add_order(engine), NOW + timedelta(days=1))
+    assert not new.renewed and new.subscription_id != old.subscription_id
+    assert [(r["status"], r["expires_at"]) for r in licences(engine)] == [("revoked", old.expiry_date),
+                                                                         (ACTIVE, new.expiry_date)]

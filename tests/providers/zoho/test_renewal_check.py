@@ -11,7 +11,7 @@ from jobs.renewal_check import check_renewals
 from reconciler.engine.events import emit_events
 from reconciler.engine.schema import licence_extensions, subscriptions, zoho_orders
 from reconciler.providers.zoho.events import PartnerEvent, partner_event
-from reconciler.providers.zoho.licences import ACTIVE, EXPIRED, add_months
+from reconciler.providers.zoho.licences import ACTIVE, EXPIRED, REVOKED, add_months
 
 from tests.conftest import FakeClock
 from tests.providers.zoho.licensing import add_order, fulfil, partner_config, partner_events
@@ -80,3 +80,14 @@ def test_a_renewal_with_no_licence_to_extend_is_left_for_a_person(engine, caplog
     assert (report.repaired, report.unrepaired) == (0, 1)
     assert f"order {order['order_id']}: completed as a renewal of GHOST ZOHO_CRM_STD" in caplog.text
     assert statuses(engine) == {other.subscription_id: (ACTIVE, other.expiry_date)}
+
+
+def test_a_renewal_of_a_revoked_licence_is_not_repaired_the_licence_stays_revoked(engine):
+    first = fulfil(engine, add_order(engine, customer="A"), NOW - timedelta(days=5))
+    fulfil(engine, add_order(engine, customer="A", tenure="3_MONTHS"), NOW - timedelta(days=4))
+    with engine.begin() as conn:
+        conn.execute(licence_extensions.delete())
+        conn.execute(update(subscriptions).values(expires_at=first.expiry_date, status=REVOKED))
+    report = check_renewals(engine, partner_config(), FakeClock(NOW))
+    assert (report.repaired, report.unrepaired) == (0, 1)
+    assert statuses(engine) == {first.subscription_id: (REVOKED, first.expiry_date)}
