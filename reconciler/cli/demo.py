@@ -26,7 +26,7 @@ from pathlib import Path
 
 import click
 import requests
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Table
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from reconciler.app import assemble
@@ -286,6 +286,15 @@ class Notifications:
                 self.types[event["type"]] += 1
         return Response.json(200, {"ok": True})
 
+    def delivered(self, engine: Engine, table: Table, what: str, receiver: str) -> str:
+        """One line: the events about `table`'s orders delivered or dead, and what this receiver verified."""
+        deliveries = delivery_counts(engine)
+        kinds = ", ".join(f"{t} {n}" for t, n in sorted(self.types.items()))
+        bad = f", {self.bad} refused for a bad signature" if self.bad else ""
+        return (f"{what}: {deliveries.get((table.name, 'delivered'), 0)} delivered, "
+                f"{deliveries.get((table.name, DEAD), 0)} dead; {receiver} verified {len(self.ids)} signatures "
+                f"({kinds}){bad}")
+
 
 def watch(engine: Engine, fake: FakeMtn, notifications: Notifications, partner: Notifications, count: int,
           started: float, rng: random.Random) -> bool:
@@ -307,12 +316,7 @@ def watch(engine: Engine, fake: FakeMtn, notifications: Notifications, partner: 
 
 
 def summary(engine: Engine, fake: FakeMtn, notifications: Notifications, count: int, elapsed: float) -> None:
-    counts = table_stats(engine, mtn_orders, utcnow()).counts
-    click.echo(f"\n{sum(counts.get(s, 0) for s in TERMINAL_STATUSES)} of {count} orders settled in {elapsed:.1f} s")
-    click.echo(f"  {'status':<10} {'orders':>6}")
-    for status in ORDER_STATUSES:
-        if counts.get(status) or status in TERMINAL_STATUSES:
-            click.echo(f"  {status:<10} {counts.get(status, 0):>6}")
+    status_table(engine, mtn_orders, f"of {count} orders settled in {elapsed:.1f} s")
     others = mtn_orders_in(engine, [s for s in ORDER_STATUSES if s != "completed"])
     if others:
         click.echo("not completed:")
@@ -329,21 +333,11 @@ def summary(engine: Engine, fake: FakeMtn, notifications: Notifications, count: 
     click.echo(f"reseller: {fake.create_requests} order requests, {fake.created_count} orders created; "
                f"webhooks: {answered} received, {answered - stored} duplicates ignored, "
                f"{fake.webhooks_dropped} never sent (settled from history)")
-    deliveries = delivery_counts(engine)
-    kinds = ", ".join(f"{t} {n}" for t, n in sorted(notifications.types.items()))
-    bad = f", {notifications.bad} refused for a bad signature" if notifications.bad else ""
-    click.echo(f"customer notifications: {deliveries.get((mtn_orders.name, 'delivered'), 0)} delivered, "
-               f"{deliveries.get((mtn_orders.name, DEAD), 0)} dead; "
-               f"the shop verified {len(notifications.ids)} signatures ({kinds}){bad}")
+    click.echo(notifications.delivered(engine, mtn_orders, "customer notifications", "the shop"))
 
 
 def zoho_summary(engine: Engine, zoho: FakeZoho, partner: Notifications, count: int) -> None:
-    counts = table_stats(engine, zoho_orders, utcnow()).counts
-    click.echo(f"\n{sum(counts.get(s, 0) for s in TERMINAL_STATUSES)} of {count} T2Mobile licence orders settled")
-    click.echo(f"  {'status':<10} {'orders':>6}")
-    for status in ORDER_STATUSES:
-        if counts.get(status) or status in TERMINAL_STATUSES:
-            click.echo(f"  {status:<10} {counts.get(status, 0):>6}")
+    status_table(engine, zoho_orders, f"of {count} T2Mobile licence orders settled")
     for o in zoho_orders_in(engine, [s for s in ORDER_STATUSES if s != "completed"]):
         click.echo(f"  {o['order_id']}  {o['status']:<9} {o['product_id']} {o['tenure']}  "
                    f"{o['reject_reason'] or o['last_error'] or ''}")
@@ -355,9 +349,14 @@ def zoho_summary(engine: Engine, zoho: FakeZoho, partner: Notifications, count: 
     click.echo(f"Zoho: {zoho.api_calls} API calls ({zoho.answered_429} answered 429), {zoho.token_requests} token "
                f"request(s); {len(references)} sales orders, {'none' if not twice else twice} created twice for "
                f"one order; in doubt (the answer to a create was lost): {went}, adopted by reference: {adopted}")
-    deliveries = delivery_counts(engine)
-    kinds = ", ".join(f"{t} {n}" for t, n in sorted(partner.types.items()))
-    bad = f", {partner.bad} refused for a bad signature" if partner.bad else ""
-    click.echo(f"partner events: {deliveries.get((zoho_orders.name, 'delivered'), 0)} delivered, "
-               f"{deliveries.get((zoho_orders.name, DEAD), 0)} dead; T2Mobile verified {len(partner.ids)} "
-               f"signatures ({kinds}){bad}")
+    click.echo(partner.delivered(engine, zoho_orders, "partner events", "T2Mobile"))
+
+
+def status_table(engine: Engine, table: Table, headline: str) -> None:
+    """How many of the table's orders are settled, and a count per status (every final one, even at 0)."""
+    counts = table_stats(engine, table, utcnow()).counts
+    click.echo(f"\n{sum(counts.get(s, 0) for s in TERMINAL_STATUSES)} {headline}")
+    click.echo(f"  {'status':<10} {'orders':>6}")
+    for status in ORDER_STATUSES:
+        if counts.get(status) or status in TERMINAL_STATUSES:
+            click.echo(f"  {status:<10} {counts.get(status, 0):>6}")
