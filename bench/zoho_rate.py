@@ -32,7 +32,6 @@ import multiprocessing
 import queue
 import statistics
 import time
-import uuid
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,12 +42,11 @@ from scratch import add_database_options, analyze, machine, scratch_database, ve
 from sqlalchemy import func, select
 
 from reconciler.engine.db import make_engine
-from reconciler.engine.schema import COMPLETED, IN_DOUBT, IN_FLIGHT, QUEUED, zoho_orders
+from reconciler.engine.schema import COMPLETED, zoho_orders
 
 CALLS_PER_ORDER = 4
 TARGET_USED = 0.95
 PARTNER_URL = "http://127.0.0.1:9/t2mobile/events"  # never called: the bench runs no delivery job
-BUSY = (QUEUED, IN_FLIGHT, IN_DOUBT)
 
 
 @dataclass(frozen=True)
@@ -102,27 +100,14 @@ def fake_zoho(limit: int, window: float) -> Iterator[tuple[dict[str, str], dict[
 # -- the replicas -------------------------------------------------------------------------------------
 
 def replica(env: dict[str, str], results: Any) -> None:
-    """One daemon replica reduced to the submit job, run every zoho.poll_interval_seconds until no order is
-    left to work on (by any replica)."""
-    from jobs.submit_zoho import SubmitZoho
-    from reconciler.app import assemble
+    """One daemon replica (its own engine and worker id) reduced to the submit job, until no order is left."""
     from reconciler.config import load_config
+    from reconciler.providers.zoho.drain import drain_as_replica
 
     config = load_config(None, env)
     engine = make_engine(config.database.url)
-    ctx = assemble(config, engine, worker_id=f"bench-{uuid.uuid4().hex[:8]}").context
-    job = SubmitZoho(config)
-    busy = select(func.count()).select_from(zoho_orders).where(zoho_orders.c.status.in_(BUSY))
-    runs = 0
     try:
-        while True:
-            job.run(ctx)
-            runs += 1
-            with engine.connect() as conn:
-                if not conn.scalar(busy):
-                    break
-            time.sleep(config.zoho.poll_interval_seconds)  # the daemon's poll
-        results.put({"runs": runs})
+        results.put({"runs": drain_as_replica(config, engine)})
     finally:
         engine.dispose()
 
