@@ -429,7 +429,9 @@ def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | 
 # mistake to stop at, not a flow that fails on every call.
 FLOW_KEYS = {
     "mtn.base_url": ("mtn.api_key",),
-    "zoho.organization_id": ("zoho.client_id", "zoho.client_secret", "zoho.refresh_token", "partner.webhook_url"),
+    # the flow's every outcome is an event to the partner: with no secret it could sign none of them
+    "zoho.organization_id": ("zoho.client_id", "zoho.client_secret", "zoho.refresh_token", "partner.webhook_url",
+                             "partner.webhook_secret"),
 }
 
 

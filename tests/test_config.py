@@ -110,9 +110,12 @@ def test_a_bad_value_names_its_key(tmp_path, body, env, message):
 def test_a_provider_configured_whole_or_not_at_all_loads(tmp_path):
     zoho = {"RECONCILER_ZOHO_ORGANIZATION_ID": "1234", "RECONCILER_ZOHO_CLIENT_ID": "cid",
             "RECONCILER_ZOHO_CLIENT_SECRET": "s", "RECONCILER_ZOHO_REFRESH_TOKEN": "r",
-            "RECONCILER_PARTNER_WEBHOOK_URL": "https://t2.example/hooks",
+            "RECONCILER_PARTNER_WEBHOOK_URL": "https://t2.example/hooks", "RECONCILER_PARTNER_WEBHOOK_SECRET": "w",
             "RECONCILER_MTN_BASE_URL": "https://reseller.example", "RECONCILER_MTN_API_KEY": "k"}
     assert load_config(None, env=zoho).zoho.organization_id == "1234"
+    unsigned = {key: value for key, value in zoho.items() if key != "RECONCILER_PARTNER_WEBHOOK_SECRET"}
+    with pytest.raises(ConfigError, match="^partner.webhook_secret: must be set when zoho.organization_id is"):
+        load_config(None, env=unsigned)
     assert load_config(None, env={}).mtn.base_url == ""
 
 

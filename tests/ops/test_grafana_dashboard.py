@@ -200,7 +200,9 @@ def test_every_panel_query_runs_on_a_real_prometheus_scraping_a_real_daemon(scra
     # A gauge without labels has a sample from the daemon's start: the Zoho panels must show this run's work.
     values = {title: [float(series["value"][1]) for series in series_list] for title, series_list in shown.items()}
     assert values["Zoho daily quota"] == [4 * LICENCE_ORDERS, config.zoho.requests_per_day]  # 4 calls an order
-    assert {(s["metric"]["operation"], s["metric"]["result"]) for s in shown["Zoho calls by result"]} == {
+    # (series of other tests in this process are there too, at a rate of 0: the registry is the process's)
+    assert {(s["metric"]["operation"], s["metric"]["result"]) for s in shown["Zoho calls by result"]
+            if float(s["value"][1]) > 0} == {
         ("find_contact", "ok"), ("create_contact", "ok"), ("create_salesorder", "ok"), ("mark_open", "ok")}
     assert 0 < values["Zoho token expires in"][0] <= 3600  # the token the daemon holds now
     assert {s["metric"].get("status"): float(s["value"][1]) for s in shown["Licences"]}["active"] == LICENCE_ORDERS

@@ -25,6 +25,11 @@ LICENCE_EXTENSIONS_REPAIRED = Counter(
     "Completed renewals whose missing extension the 03:00 check applied, by result (repaired, no_licence, error)",
     ["result"])
 
+for _status in ("active", "expired", "revoked"):  # the series exist from the start, so panels and alerts have data
+    SUBSCRIPTIONS.labels(_status)
+for _result in ("repaired", "no_licence", "error"):
+    LICENCE_EXTENSIONS_REPAIRED.labels(_result)
+
 LICENCE_METRICS = (SUBSCRIPTIONS, LICENCES_EXPIRING_UNREMINDED, EXPIRY_REMINDERS, LICENCE_EXTENSIONS_REPAIRED)
 
 

@@ -24,5 +24,17 @@ ZOHO_SUBMISSIONS = Counter(
     "T2Mobile orders handled by the Zoho submit job, by result (completed; adopted: completed with the sales "
     "order an earlier attempt created; in_doubt, failed, rejected, retry, dead, deferred)", ["result"])
 
+CALL_OPERATIONS = ("find_contact", "create_contact", "find_salesorder", "create_salesorder", "mark_open", "organisation")
+CALL_RESULTS = ("ok", "not_found", "rejected", "rate_limited", "daily_cap", "auth_failed", "unavailable")
+SUBMISSION_RESULTS = ("completed", "adopted", "in_doubt", "failed", "rejected", "retry", "dead", "deferred")
+
+for _operation in CALL_OPERATIONS:  # the series exist from the start, at 0, so rate() has data at once
+    for _result in CALL_RESULTS:
+        ZOHO_CALLS.labels(_operation, _result)
+for _result in ("ok", "refused", "unavailable"):
+    TOKEN_REFRESHES.labels(_result)
+for _result in SUBMISSION_RESULTS:
+    ZOHO_SUBMISSIONS.labels(_result)
+
 METRICS = (ZOHO_CALLS, TOKEN_REFRESHES, RATE_LIMIT_WAITS, DAILY_REQUESTS_USED, DAILY_REQUESTS_LIMIT, TOKEN_EXPIRY,
            ZOHO_SUBMISSIONS)
