@@ -8,9 +8,8 @@ import re
 import socket
 import subprocess
 import threading
-import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 import requests
@@ -25,6 +24,7 @@ from reconciler.providers.zoho.orders import enqueue_zoho
 
 from tests.ops.tools import ROOT, binary
 from tests.test_architecture import readme_metric_catalogue
+from tests.waiting import wait_for
 from tests.webhook_receiver import Receiver
 
 DASHBOARD = json.loads((ROOT / "ops" / "grafana" / "reconciler.json").read_text())
@@ -66,16 +66,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_for(what: str, check: Callable[[], bool], seconds: float = 120, detail: Callable[[], str] = str) -> None:
-    """Poll `check` until it holds, failing after `seconds` (with `detail()`): scrapes and settlements happen on
-    their own clock."""
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}; {detail()}")
-        time.sleep(0.2)
 
 
 class Prometheus:

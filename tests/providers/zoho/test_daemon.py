@@ -6,7 +6,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 
 import pytest
@@ -17,6 +16,7 @@ from reconciler.providers.zoho.fake import ZohoFaults
 
 from tests.providers.mtn.test_daemon import free_port, wait_until_settled
 from tests.providers.zoho.flow import PARTNER_SECRET
+from tests.waiting import wait_for
 from tests.webhook_receiver import Receiver
 
 
@@ -75,7 +75,7 @@ webhooks:
 
     first = daemon()
     try:
-        assert wait_for(lambda: len(fake.salesorders) >= orders // 3, 30), "the first daemon never got going"
+        wait_for("the first daemon to get going", lambda: len(fake.salesorders) >= orders // 3, 30)
         first.send_signal(signal.SIGKILL)
         first.wait(10)
         with engine.connect() as conn:
@@ -101,15 +101,6 @@ webhooks:
         "Zoho holds a sales order we lost track of"
     assert set(statuses.values()) == {"completed"}
     assert {o["status"] for o in fake.salesorders} == {"open"}
-
-
-def wait_for(condition, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def test_a_daemon_killed_mid_batch_never_creates_a_sales_order_twice(db_url, engine, tmp_path, make_fake_zoho):
