@@ -44,13 +44,13 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import requests
-from scratch import add_database_options, analyze, machine, scratch_database, verdict
+from scratch import add_database_options, analyze, fake_in_process, machine, scratch_database, verdict
 from sqlalchemy import Engine, func, insert, select, text
 
 from reconciler.engine.db import make_engine
@@ -110,20 +110,9 @@ def serve_fake(pipe: Any) -> None:
     fake.stop()
 
 
-@contextmanager
-def fake_reseller() -> Iterator[tuple[str, dict[str, Any]]]:
+def fake_reseller() -> AbstractContextManager[tuple[str, dict[str, Any]]]:
     """(url, report): the report is filled in when the block ends and the fake has stopped."""
-    spawn = multiprocessing.get_context("spawn")
-    ours, theirs = spawn.Pipe()
-    process = spawn.Process(target=serve_fake, args=(theirs,), daemon=True)
-    process.start()
-    report: dict[str, Any] = {}
-    try:
-        yield ours.recv(), report
-    finally:
-        ours.send("stop")
-        report.update(ours.recv())
-        process.join(timeout=10)
+    return fake_in_process(serve_fake)
 
 
 # -- scratch databases (as in bench/claim.py) -----------------------------------------------------

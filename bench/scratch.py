@@ -1,9 +1,10 @@
-"""What the benchmarks share: a migrated database of its own per case, removed afterwards, and the line
-that says where the figures were taken (they mean nothing without it)."""
+"""What the benchmarks share: a migrated database of its own per case, removed afterwards; a fake provider in a
+process of its own; and the line that says where the figures were taken (they mean nothing without it)."""
 from __future__ import annotations
 
 import argparse
 import datetime
+import multiprocessing
 import os
 import platform
 import sqlite3
@@ -11,13 +12,31 @@ import tempfile
 import uuid
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
 
 from reconciler.engine.db import make_engine, normalise_url
 from reconciler.engine.migrate import migrate
+
+
+@contextmanager
+def fake_in_process(serve: Callable[..., None], *args: Any) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """Runs `serve(pipe, *args)` in a process of its own, so the fake's work is not the measured process's.
+    Yields (what serve sent first: where to reach it, its report, filled in when the block ends); serve stops
+    when it receives "stop" and then sends its report."""
+    spawn = multiprocessing.get_context("spawn")
+    ours, theirs = spawn.Pipe()
+    process = spawn.Process(target=serve, args=(theirs, *args), daemon=True)
+    process.start()
+    report: dict[str, Any] = {}
+    try:
+        yield ours.recv(), report
+    finally:
+        ours.send("stop")
+        report.update(ours.recv())
+        process.join(timeout=10)
 
 
 def scratch_database(backend: str, pg_url: str, prefix: str) -> AbstractContextManager[str]:

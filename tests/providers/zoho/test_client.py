@@ -21,6 +21,7 @@ from reconciler.providers.zoho.client import (
 from reconciler.providers.zoho.fake import FakeZoho
 
 from tests.providers.zoho.support import config_for
+from tests.racing import together
 
 ITEM_ID = DEFAULT_PRODUCTS["ZOHO_CRM_STD"].item_id
 
@@ -251,22 +252,7 @@ def test_replicas_racing_with_an_expired_token_make_one_refresh(fake: FakeZoho, 
     clients[0].organisation()
     clock.advance(3600)  # every replica now holds an expired token
     fake.expire_tokens()
-    start = threading.Barrier(len(clients) * 2)
-    failures: list[BaseException] = []
-
-    def call(client: ZohoClient) -> None:
-        start.wait()
-        try:
-            client.find_salesorder("T2M-1")
-        except BaseException as exc:  # noqa: B902 (collected for the assertion)
-            failures.append(exc)
-
-    threads = [threading.Thread(target=call, args=(c,)) for c in clients for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert failures == []
+    together(*(lambda c=c: c.find_salesorder("T2M-1") for c in clients for _ in range(2)))  # raises what failed
     assert fake.token_requests == 2  # the first token, then exactly one refresh for all twelve callers
 
 
